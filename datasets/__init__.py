@@ -1,0 +1,4 @@
+"""The benchmark datasets; importing this package registers them in DATASET_REGISTRY (train.py does
+``import datasets``)."""
+from . import (caltech101, dtd, eurosat, fgvc_aircraft, food101, imagenet, imagenet_a, imagenet_r,  # noqa: F401
+               imagenet_sketch, imagenetv2, oxford_flowers, oxford_pets, stanford_cars, sun397, ucf101)

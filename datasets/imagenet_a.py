@@ -1,0 +1,17 @@
+"""ImageNet-A (datasets.md §7.14): imagenet-a/<wnid>/ for 200 classes, labelled 0..199 in sorted wnid order,
+so the model is evaluated as a 200-way classifier."""
+from engine.data.datasets import DATASET_REGISTRY
+
+from .common import TestOnlyDataset, read_class_folders
+
+
+@DATASET_REGISTRY.register()
+class ImageNetA(TestOnlyDataset):
+    dataset_dir = "imagenet-adversarial"
+    image_subdir = "imagenet-a"
+    prepare_key = "imagenet_a"
+    num_classes_expected = 200
+
+    def read_data(self, classnames):
+        folders = self.wnid_folders(classnames, expected_count=self.num_classes_expected)
+        return read_class_folders(self.image_dir, folders, [classnames[f] for f in folders], "wnid folders")

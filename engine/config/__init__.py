@@ -1,0 +1,106 @@
+"""yacs configuration with Dassl's keys and merge rules, and one-line errors for user mistakes."""
+import ast
+import difflib
+import os
+
+import yaml
+from yacs.config import CfgNode
+
+from ..utils.tools import UserError
+from .defaults import _C
+
+__all__ = ["CfgNode", "get_cfg_default", "merge_from_file", "merge_from_list", "all_keys"]
+
+
+def get_cfg_default():
+    return _C.clone()
+
+
+def all_keys(node, prefix=""):
+    """Every leaf key of ``node`` as a dotted string."""
+    keys = []
+    for k, v in node.items():
+        full = prefix + k
+        keys += all_keys(v, full + ".") if isinstance(v, CfgNode) else [full]
+    return keys
+
+
+def _unknown_key(cfg, key, source):
+    close = difflib.get_close_matches(key, all_keys(cfg), n=3, cutoff=0.6)
+    hint = f"; closest valid keys: {', '.join(close)}" if close else ""
+    return UserError(f"unknown config key {key} in {source}{hint}")
+
+
+def _run_merge(merge, source):
+    try:
+        merge()
+    except UserError:
+        raise
+    except (KeyError, AssertionError, ValueError) as e:
+        msg = str(e.args[0]) if e.args else str(e)
+        raise UserError(f"{source}: {msg.strip()}") from e
+
+
+def merge_from_file(cfg, path):
+    if not os.path.isfile(path):
+        raise UserError(f"config file not found: {path} (expected a yaml file; see configs/)")
+    with open(path) as f:
+        try:
+            incoming = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"{path} is not valid yaml: {str(e).splitlines()[0]}") from e
+    _check_tree(cfg, incoming, path)
+    _run_merge(lambda: cfg.merge_from_file(path), path)
+
+
+def _check_tree(root, incoming, source):
+    def walk(node, d, prefix):
+        for k, v in d.items():
+            full = prefix + k
+            if k not in node:
+                raise _unknown_key(root, full, source)
+            if isinstance(node[k], CfgNode):
+                if not isinstance(v, dict):
+                    raise UserError(f"{source}: {full} is a group of keys, not a value")
+                walk(node[k], v, full + ".")
+
+    walk(root, incoming, "")
+
+
+def merge_from_list(cfg, opts):
+    """Trailing ``KEY VALUE`` pairs from the command line (highest priority)."""
+    if len(opts) % 2:
+        raise UserError(f"options must come as KEY VALUE pairs, got an odd number: {' '.join(map(str, opts))} "
+                        "(flags such as --seed must come before the KEY VALUE options)")
+    keys = all_keys(cfg)
+    for key, value in zip(opts[0::2], opts[1::2]):
+        if key.startswith("--"):
+            raise UserError(f"flag {key} found among the trailing KEY VALUE options; put flags before them")
+        if key not in keys:
+            raise _unknown_key(cfg, key, "command-line options")
+        _check_type(cfg, key, value)
+    _run_merge(lambda: cfg.merge_from_list(list(opts)), "command-line options")
+
+
+def _decode(value):
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def _check_type(cfg, key, value):
+    node = cfg
+    for part in key.split(".")[:-1]:
+        node = node[part]
+    old, new = node[key.split(".")[-1]], _decode(value)
+    if old is None or new is None or type(old) is type(new):
+        return
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+        return
+    hint = ""
+    if isinstance(old, float) and isinstance(new, int):
+        hint = f" (write {new}.0)"
+    raise UserError(f"{key} expects a {type(old).__name__} (default {old!r}), got {value!r}{hint}")

@@ -1,0 +1,3 @@
+from .evaluation import compute_accuracy
+
+__all__ = ["compute_accuracy"]

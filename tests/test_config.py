@@ -1,0 +1,88 @@
+import pytest
+
+from engine.config import get_cfg_default, merge_from_file, merge_from_list
+from engine.utils.tools import UserError
+import train
+
+
+def _cfg():
+    cfg = get_cfg_default()
+    train.extend_cfg(cfg)
+    return cfg
+
+
+def test_merge_order_dataset_then_trainer_yaml_then_flags_then_opts(tmp_path):
+    ds = tmp_path / "ds.yaml"
+    ds.write_text('DATASET:\n  NAME: "Caltech101"\nOPTIM:\n  LR: 0.5\n  MAX_EPOCH: 3\n')
+    tr = tmp_path / "tr.yaml"
+    tr.write_text("OPTIM:\n  LR: 0.25\nSEED: 7\n")
+    args = train.build_parser().parse_args(
+        ["--dataset-config-file", str(ds), "--config-file", str(tr), "--trainer", "CoOp", "--seed", "3",
+         "OPTIM.MAX_EPOCH", "9"])
+    cfg = train.setup_cfg(args)
+    assert cfg.DATASET.NAME == "Caltech101"
+    assert cfg.OPTIM.LR == 0.25  # trainer yaml wins over the dataset yaml
+    assert cfg.SEED == 3  # CLI flag wins over the yaml
+    assert cfg.OPTIM.MAX_EPOCH == 9  # trailing opts win over everything
+    assert cfg.is_frozen()
+
+
+def test_seed_zero_is_honoured_and_absent_seed_keeps_yaml(tmp_path):
+    tr = tmp_path / "tr.yaml"
+    tr.write_text("SEED: 7\n")
+    cfg = train.setup_cfg(train.build_parser().parse_args(["--trainer", "CoOp", "--seed", "0"]))
+    assert cfg.SEED == 0
+    cfg = train.setup_cfg(train.build_parser().parse_args(["--trainer", "CoOp", "--config-file", str(tr)]))
+    assert cfg.SEED == 7
+
+
+def test_unknown_key_names_closest_valid_keys():
+    with pytest.raises(UserError) as e:
+        merge_from_list(_cfg(), ["OPTIM.MAX_EPOHC", "3"])
+    assert "OPTIM.MAX_EPOCH" in str(e.value) and "OPTIM.MAX_EPOHC" in str(e.value)
+
+
+def test_unknown_key_in_yaml(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("TRAINER:\n  COOP:\n    N_CTXX: 4\n")
+    with pytest.raises(UserError) as e:
+        merge_from_file(_cfg(), str(bad))
+    assert "TRAINER.COOP.N_CTXX" in str(e.value) and "TRAINER.COOP.N_CTX" in str(e.value)
+    assert str(bad) in str(e.value)
+
+
+def test_type_mismatch_is_explained():
+    with pytest.raises(UserError) as e:
+        merge_from_list(_cfg(), ["OPTIM.LR", "1"])
+    assert "OPTIM.LR expects a float" in str(e.value) and "1.0" in str(e.value)
+    with pytest.raises(UserError):
+        merge_from_list(_cfg(), ["TRAINER.COOP.N_CTX", "abc"])
+
+
+def test_odd_opts_and_swallowed_flag():
+    with pytest.raises(UserError, match="KEY VALUE pairs"):
+        merge_from_list(_cfg(), ["OPTIM.LR"])
+    with pytest.raises(UserError, match="flag --seed"):
+        merge_from_list(_cfg(), ["--seed", "1"])
+
+
+def test_yacs_decoding_rules():
+    cfg = _cfg()
+    merge_from_list(cfg, ["INPUT.SIZE", "(32, 32)", "OPTIM.WARMUP_CONS_LR", "1e-4", "TRAINER.COOP.CTX_INIT",
+                          "a photo of a", "TRAINER.COOP.CSC", "True", "INPUT.TRANSFORMS", "['normalize']"])
+    assert cfg.INPUT.SIZE == (32, 32) and cfg.OPTIM.WARMUP_CONS_LR == 1e-4
+    assert cfg.TRAINER.COOP.CTX_INIT == "a photo of a" and cfg.TRAINER.COOP.CSC is True
+    assert cfg.INPUT.TRANSFORMS == ("normalize",)  # list -> the default's tuple type
+
+
+def test_unknown_trainer_suggests_closest():
+    with pytest.raises(ValueError) as e:
+        train.setup_cfg(train.build_parser().parse_args(["--trainer", "Coop"]))
+    assert "CoOp" in str(e.value)
+
+
+def test_every_trainer_node_and_dassl_nodes_present():
+    cfg = _cfg()
+    assert cfg.TRAINER.COOP.N_CTX == 16 and cfg.TRAINER.COOP.PREC == "fp16"
+    assert cfg.TRAINER.FIXMATCH.CONF_THRE == 0.95 and cfg.OPTIM.WEIGHT_DECAY == 5e-4
+    assert cfg.DATASET.SUBSAMPLE_CLASSES == "all" and cfg.TEST.SAVE_LOGITS is False

@@ -1,0 +1,132 @@
+"""vlprompt's single entry point; the command line of the CoOp-family train.py, with the same meaning."""
+import argparse
+import sys
+
+import torch
+
+from engine import build_trainer
+from engine.config import get_cfg_default, merge_from_file, merge_from_list
+from engine.trainer import TRAINER_REGISTRY
+from engine.utils import collect_env_info, set_random_seed, setup_logger
+from engine.utils.tools import UserError
+
+import datasets  # noqa: F401  (registers the datasets)
+import trainers  # noqa: F401  (registers the trainers)
+
+
+def print_args(args, cfg):
+    print("***************")
+    print("** Arguments **")
+    print("***************")
+    for key in sorted(args.__dict__):
+        print(f"{key}: {args.__dict__[key]}")
+    print("************")
+    print("** Config **")
+    print("************")
+    print(cfg)
+
+
+def reset_cfg(cfg, args):
+    if args.root:
+        cfg.DATASET.ROOT = args.root
+    if args.output_dir:
+        cfg.OUTPUT_DIR = args.output_dir
+    if args.resume:
+        cfg.RESUME = args.resume
+    if args.seed is not None:  # Dassl ignores --seed 0 (falsy); we honour it
+        cfg.SEED = args.seed
+    if args.source_domains:
+        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
+    if args.target_domains:
+        cfg.DATASET.TARGET_DOMAINS = args.target_domains
+    if args.transforms:
+        cfg.INPUT.TRANSFORMS = args.transforms
+    if args.trainer:
+        cfg.TRAINER.NAME = args.trainer
+    if args.backbone:
+        cfg.MODEL.BACKBONE.NAME = args.backbone
+    if args.head:
+        cfg.MODEL.HEAD.NAME = args.head
+
+
+def extend_cfg(cfg):
+    """Every registered trainer adds its node (as CoOp's extend_cfg adds all of them)."""
+    for name in TRAINER_REGISTRY.registered_names():
+        extend = getattr(TRAINER_REGISTRY.get(name), "extend_cfg", None)
+        if extend is not None:
+            extend(cfg)
+
+
+def setup_cfg(args):
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    if args.dataset_config_file:
+        merge_from_file(cfg, args.dataset_config_file)
+    if args.config_file:
+        merge_from_file(cfg, args.config_file)
+    reset_cfg(cfg, args)
+    merge_from_list(cfg, args.opts)
+    if not cfg.TRAINER.NAME:
+        raise UserError("no trainer given: pass --trainer NAME (one of "
+                        f"{', '.join(TRAINER_REGISTRY.registered_names())})")
+    TRAINER_REGISTRY.get(cfg.TRAINER.NAME)  # unknown names fail here, before any work
+    cfg.freeze()
+    return cfg
+
+
+def main(args):
+    cfg = setup_cfg(args)
+    if cfg.SEED >= 0:
+        print(f"Setting fixed seed: {cfg.SEED}")
+        set_random_seed(cfg.SEED)
+    setup_logger(cfg.OUTPUT_DIR)
+    if torch.cuda.is_available() and cfg.USE_CUDA:
+        torch.backends.cudnn.benchmark = True
+    print_args(args, cfg)
+    print("Collecting env info ...")
+    print(f"** System info **\n{collect_env_info()}\n")
+    trainer = build_trainer(cfg)
+    if args.eval_only:
+        trainer.load_model(args.model_dir, epoch=args.load_epoch)
+        trainer.test()
+        return trainer
+    if not args.no_train:
+        trainer.train()
+    return trainer
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description="vlprompt: prompt tuning of CLIP models")
+    parser.add_argument("--root", type=str, default="", help="path to the datasets' parent folder")
+    parser.add_argument("--output-dir", type=str, default="", help="output directory")
+    parser.add_argument("--resume", type=str, default="", help="checkpoint directory to resume from")
+    parser.add_argument("--seed", type=int, default=None, help="seed (>= 0 fixes all RNGs; -1: unseeded)")
+    parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
+    parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
+    parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
+    parser.add_argument("--config-file", type=str, default="", help="trainer yaml")
+    parser.add_argument("--dataset-config-file", type=str, default="", help="dataset yaml")
+    parser.add_argument("--trainer", type=str, default="", help="trainer name (registry key)")
+    parser.add_argument("--backbone", type=str, default="", help="CLIP backbone name")
+    parser.add_argument("--head", type=str, default="", help="name of head")
+    parser.add_argument("--eval-only", action="store_true", help="evaluation only")
+    parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only")
+    parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
+    parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
+                        help="modify config options using the command-line (KEY VALUE pairs)")
+    return parser
+
+
+def run(argv=None):
+    """Parse ``argv`` and run; a user error ends with one line on stderr and exit status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return main(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()
