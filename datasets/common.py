@@ -13,6 +13,7 @@ from collections import OrderedDict, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
+from tqdm import tqdm
 
 from engine.data.datasets import DatasetBase, Datum, subsample_classes
 from engine.utils.io import listdir_nohidden, read_json, write_json
@@ -86,7 +87,11 @@ def read_split(filepath, path_prefix, hint=""):
     if not isinstance(split, dict) or any(not isinstance(split.get(k), list) for k in ("train", "val", "test")):
         raise UserError(f"split file {filepath} must hold lists 'train', 'val' and 'test'; delete it and fetch "
                         f"it again{hint}")
-    lists = [from_records(split[k], path_prefix) for k in ("train", "val", "test")]
+    try:
+        lists = [from_records(split[k], path_prefix) for k in ("train", "val", "test")]
+    except (ValueError, TypeError) as e:
+        raise UserError(f"split file {filepath} has an entry that is not [path, label, classname] ({e}); delete "
+                        f"it and fetch it again{hint}") from e
     check_files_exist(lists, f"split file {filepath}", hint)
     return lists
 
@@ -278,31 +283,39 @@ def check_images(dataset_dir, lists, skip_bad):
         except (ValueError, UnicodeDecodeError):
             pass
 
-    todo, seen = [], set()
+    todo, seen, bad = [], set(), {}
     for items in lists:
         for item in items or ():
             if item.impath in seen:
                 continue
             seen.add(item.impath)
-            st = os.stat(item.impath)
+            try:
+                st = os.stat(item.impath)
+            except OSError as e:  # vanished since it was listed
+                bad[item.impath] = f"{type(e).__name__}: {e}"
+                continue
             key = _relative(item.impath, dataset_dir)
             if known.get(key) != [st.st_size, st.st_mtime_ns]:
                 todo.append((item.impath, key, [st.st_size, st.st_mtime_ns]))
 
-    bad = {}
     if todo:
         print(f"Checking {len(todo):,} image(s) not checked before (results kept in {cache_path})")
-        with ThreadPoolExecutor(max_workers=min(8, 2 * (os.cpu_count() or 1))) as pool:
-            problems = list(pool.map(_image_problem, [path for path, _, _ in todo]))
-        for (path, key, stamp), problem in zip(todo, problems):
-            if problem:
-                bad[path] = problem
-            else:
-                known[key] = stamp
         try:
-            write_json({"format": IMAGE_CHECK_FORMAT, "ok": known}, cache_path)
-        except OSError:
-            pass  # read-only dataset folder: the check simply runs again next time
+            with ThreadPoolExecutor(max_workers=min(8, 2 * (os.cpu_count() or 1))) as pool, \
+                    tqdm(total=len(todo), desc="checking images", unit=" images", disable=len(todo) < 5000) as bar:
+                for start in range(0, len(todo), 1024):  # in chunks: ImageNet's 1.3 M futures would not fit at once
+                    chunk = todo[start:start + 1024]
+                    for (path, key, stamp), problem in zip(chunk, pool.map(_image_problem, [c[0] for c in chunk])):
+                        if problem:
+                            bad[path] = problem
+                        else:
+                            known[key] = stamp
+                    bar.update(len(chunk))
+        finally:  # also when interrupted: what was checked stays checked
+            try:
+                write_json({"format": IMAGE_CHECK_FORMAT, "ok": known}, cache_path)
+            except OSError:
+                pass  # read-only dataset folder: the check simply runs again next time
 
     if not bad:
         return lists

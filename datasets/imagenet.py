@@ -11,7 +11,7 @@ from engine.data.datasets import DATASET_REGISTRY, Datum
 from engine.utils.io import listdir_nohidden, read_json, write_json
 from engine.utils.tools import UserError
 
-from .common import BenchmarkDataset, short_list, read_classnames, require, subfolders
+from .common import BenchmarkDataset, read_classnames, require, short_list, subfolders
 
 LISTING_FORMAT = "vlprompt-imagenet-listing-1"
 

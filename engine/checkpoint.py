@@ -110,14 +110,18 @@ def save_checkpoint(state, save_dir, is_best=False, remove_module_from_keys=True
     return fpath
 
 
-def load_pretrained_weights(model, weight_path):
-    """Copy every tensor of the file whose name and shape match ``model`` (Dassl semantics)."""
+def load_pretrained_weights(model, weight_path, adapt=None):
+    """Copy every tensor of the file whose name and shape match ``model`` (Dassl semantics).
+
+    ``adapt(state_dict) -> state_dict`` may first rename keys (checkpoints of official releases)."""
     checkpoint = load_checkpoint(weight_path)
     state_dict = checkpoint.get("state_dict", checkpoint)
+    state_dict = OrderedDict((k[7:] if k.startswith("module.") else k, v) for k, v in state_dict.items())
+    if adapt is not None:
+        state_dict = adapt(state_dict)
     model_dict = model.state_dict()
     matched, discarded = OrderedDict(), []
     for k, v in state_dict.items():
-        k = k[7:] if k.startswith("module.") else k
         if k in model_dict and model_dict[k].size() == v.size():
             matched[k] = v
         else:

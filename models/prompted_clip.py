@@ -17,6 +17,9 @@ class PromptedCLIP(nn.Module):
     the logits are the same.
     """
 
+    # True when the class embeddings depend on the image (CoCoOp): nothing can be cached then
+    image_conditioned_text = False
+
     def __init__(self, clip_model):
         super().__init__()
         self.image_encoder = ImageEncoder(clip_model)
@@ -35,7 +38,8 @@ class PromptedCLIP(nn.Module):
 
     @torch.no_grad()
     def cache_text_features(self):
-        self._text_cache = normalize(self.text_features())
+        if not self.image_conditioned_text:
+            self._text_cache = normalize(self.text_features())
 
     def clear_text_cache(self):
         self._text_cache = None
@@ -45,6 +49,12 @@ class PromptedCLIP(nn.Module):
             return self._text_cache
         return normalize(self.text_features())
 
-    def forward(self, image):
-        image_features = normalize(self.image_encoder(image.to(self.dtype)))
-        return self.logit_scale.exp() * image_features @ self.class_embeddings().t()
+    def image_features(self, image):
+        """Image features before normalisation; prompt methods override this to add visual prompts."""
+        return self.image_encoder(image.to(self.dtype))
+
+    def forward(self, image, class_embeddings=None):
+        """Logits (B, n_cls); ``class_embeddings`` (normalised) defaults to the (cached) class features."""
+        if class_embeddings is None:
+            class_embeddings = self.class_embeddings()
+        return self.logit_scale.exp() * normalize(self.image_features(image)) @ class_embeddings.t()

@@ -41,3 +41,65 @@ def context_from_words(text_encoder, phrase):
                         "use words that are single tokens (e.g. 'a photo of a')")
     embedding = text_encoder.embed(tokens.to(text_encoder.token_embedding.weight.device))
     return embedding[0, 1:1 + n_words, :].clone(), phrase
+
+
+def init_context(text_encoder, ctx_init, n_ctx, n_cls=None):
+    """CoOp-family context: the words of ``ctx_init`` (M = word count, overriding n_ctx: baselines.md Q1)
+    or N(0, 0.02^2) vectors, shared (n_ctx, D) or class-specific when ``n_cls`` is given (n_cls, n_ctx, D).
+
+    Returns (context tensor in the encoder's dtype, placeholder prefix text).
+    """
+    if ctx_init:
+        ctx, prefix = context_from_words(text_encoder, ctx_init)
+        return ctx.to(text_encoder.dtype), prefix
+    shape = (n_ctx, text_encoder.width) if n_cls is None else (n_cls, n_ctx, text_encoder.width)
+    ctx = torch.empty(shape, dtype=text_encoder.dtype, device=text_encoder.positional_embedding.device)
+    torch.nn.init.normal_(ctx, std=0.02)
+    return ctx, " ".join(["X"] * n_ctx)
+
+
+def init_leading_context(text_encoder, ctx_init, n_ctx):
+    """MaPLe/IVLP context: the first ``n_ctx`` tokens of ``ctx_init`` become learnable while the whole
+    phrase stays the placeholder prefix (its remaining words remain fixed text); with no phrase or
+    n_ctx > 4 the phrase is ignored and random "X" context is used (baselines.md Q4)."""
+    if ctx_init and n_ctx <= 4:
+        phrase = ctx_init.replace("_", " ")
+        tokens = tokenize(phrase, text_encoder.context_length)
+        with torch.no_grad():
+            embedding = text_encoder.embed(tokens.to(text_encoder.token_embedding.weight.device))
+        return embedding[0, 1:1 + n_ctx, :].clone(), phrase
+    return init_context(text_encoder, "", n_ctx)
+
+
+class ClassPromptLearner(torch.nn.Module):
+    """Learned context ``ctx`` between each class prompt's fixed start token and its fixed rest.
+
+    State-dict keys as in the official code: ``ctx``, ``token_prefix`` (n_cls, 1, D) and
+    ``token_suffix`` (n_cls, L-1-n_ctx, D); the two buffers are rebuilt from the current class names
+    and never loaded from a checkpoint (baselines.md §1.6).
+    """
+
+    def __init__(self, text_encoder, classnames, ctx, prompt_prefix):
+        super().__init__()
+        self.ctx = torch.nn.Parameter(ctx)
+        self.n_cls, self.n_ctx = len(classnames), ctx.shape[-2]
+        tokens, prefix, suffix, self.name_lens = embed_class_prompts(text_encoder, classnames, prompt_prefix,
+                                                                     self.n_ctx)
+        self.register_buffer("token_prefix", prefix)
+        self.register_buffer("token_suffix", suffix)
+        self.register_buffer("tokenized_prompts", tokens, persistent=False)
+
+    @property
+    def eot_indices(self):
+        """End-token positions of the placeholder sentences (unchanged by where the context goes)."""
+        return self.tokenized_prompts.argmax(dim=-1)
+
+    def assemble(self, ctx=None):
+        """Prompts with the class name at the end: [SOS, ctx, name, ".", EOT, pad] per class."""
+        ctx = self.ctx if ctx is None else ctx
+        if ctx.dim() == 2:
+            ctx = ctx.unsqueeze(0).expand(self.n_cls, -1, -1)
+        return torch.cat([self.token_prefix, ctx, self.token_suffix], dim=1)
+
+    def forward(self):
+        return self.assemble()

@@ -47,7 +47,8 @@ def split_item(name, drive_id):
 # (None when unknown). An archive says what to take from it: [(name patterns, destination in the
 # dataset folder)]; destination "." merges a folder's content into the dataset folder, a trailing "/"
 # puts the matches inside that folder. "creates" names what marks an archive as done when the
-# destinations alone do not. "optional" files are needed only to derive a split again.
+# destinations alone do not. "optional" files (raw annotations) are needed only to derive a split, so
+# they are fetched only with --with-raw or when the split file cannot be had.
 SOURCES = {
     "imagenet": {
         "files": [{"name": "classnames.txt", "sources": [(IMAGENET_CLASSNAMES, None)]}],  # images: prepare_imagenet
@@ -230,8 +231,8 @@ def gdrive_download(file_id, dst):
     try:
         gdown.download(id=file_id, output=dst, quiet=False, resume=True)
     except Exception as e:  # gdown raises its own types for quota pages, permissions, network errors
-        raise UserError(f"Google Drive file {file_id}: {str(e).strip().splitlines()[0] if str(e).strip() else e}") \
-            from e
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"Google Drive file {file_id}: {first_line}") from e
     if not os.path.isfile(dst):
         raise UserError(f"Google Drive file {file_id} was not downloaded")
 
@@ -240,7 +241,8 @@ def gdrive_download(file_id, dst):
 # Fetching one file
 
 class Context:
-    def __init__(self, root, download_dir=None, mirror=None, keep_archives=False, val_labels=None):
+    def __init__(self, root, download_dir=None, mirror=None, keep_archives=False, val_labels=None, with_raw=False):
+        self.with_raw = with_raw
         self.root = os.path.abspath(os.path.expanduser(root))
         self.download_dir = os.path.abspath(os.path.expanduser(download_dir or os.path.join(self.root, "downloads")))
         self.scratch = os.path.join(self.root, ".prepare-tmp")
@@ -276,6 +278,10 @@ def _copy_local(src, dst):
     os.replace(dst + ".part", dst)
 
 
+def _md5_ok(path, md5):
+    return download.file_digest(path, "md5") == md5
+
+
 def _usable(path, item):
     """Whether a file already at ``path`` (fetched before, or put there by hand) can be kept."""
     try:
@@ -284,7 +290,7 @@ def _usable(path, item):
         return False
     md5s = [md5 for _, md5 in item["sources"]]
     # Only when every source publishes an MD5 can a file from elsewhere be told apart.
-    if md5s and None not in md5s and not any(download._verified(path, md5=md5) for md5 in md5s):
+    if md5s and None not in md5s and not any(_md5_ok(path, md5) for md5 in md5s):
         print(f"  {path} does not match the published MD5; fetching it again")
         return False
     return True
@@ -301,8 +307,11 @@ def fetch_file(item, dst, ctx):
     for location, md5 in sources:
         try:
             if location.startswith("gdrive:"):
+                if os.path.exists(dst):
+                    os.remove(dst)  # gdown would keep a file that is already there
                 gdrive_download(location[len("gdrive:"):], dst)
-                if md5 and not download._verified(dst, md5=md5, remove=True):
+                if md5 and not _md5_ok(dst, md5):
+                    os.remove(dst)
                     raise UserError("failed its MD5 check and was deleted")
             elif location.startswith("copy:"):
                 _copy_local(os.path.join(ctx.root, location[len("copy:"):]), dst)
@@ -385,8 +394,10 @@ def merge_move(src, dst):
             merge_move(os.path.join(src, name), os.path.join(dst, name))
         os.rmdir(src)
         return
-    if os.path.lexists(dst):
-        shutil.rmtree(dst) if os.path.isdir(dst) and not os.path.islink(dst) else os.remove(dst)
+    if os.path.isdir(dst) and not os.path.islink(dst):
+        shutil.rmtree(dst)
+    elif os.path.lexists(dst):
+        os.remove(dst)
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     shutil.move(src, dst)
 
@@ -479,18 +490,23 @@ def prepare(key, ctx):
     spec = SOURCES[key]
     dataset_dir = os.path.join(ctx.root, cls.dataset_dir)
     print(f"== {key} -> {dataset_dir}")
-    os.makedirs(dataset_dir, exist_ok=True)
     errors = []
-    for item in spec["files"]:
-        if item_done(item, dataset_dir):
-            continue
-        try:
-            fetch_item(item, dataset_dir, ctx)
-        except UserError as e:
-            if item.get("optional"):
-                print(f"  note: {item['name']} (only needed to derive the split again) is missing: {e}")
-            else:
+    required = [item for item in spec["files"] if not item.get("optional")]
+    for item in required:
+        if not item_done(item, dataset_dir):
+            try:
+                fetch_item(item, dataset_dir, ctx)
+            except UserError as e:
                 errors.append(str(e))
+    split_file = getattr(cls, "split_file", None)
+    if ctx.with_raw or (split_file and not os.path.isfile(os.path.join(dataset_dir, split_file))):
+        # The raw annotations are only needed to derive a split when the authors' file is missing.
+        for item in spec["files"]:
+            if item.get("optional") and not item_done(item, dataset_dir):
+                try:
+                    fetch_item(item, dataset_dir, ctx)
+                except UserError as e:
+                    print(f"  note: {item['name']} (only needed to derive the split) is missing: {e}")
     if key == "imagenet":
         try:
             prepare_imagenet(ctx, dataset_dir)
@@ -527,7 +543,7 @@ def _find_archive(name, ctx, dataset_dir):
 
 def _verify_md5(path, md5):
     print(f"  checking the MD5 of {path} (large files take minutes)")
-    if not download._verified(path, md5=md5):
+    if not _md5_ok(path, md5):
         raise UserError(f"{path} does not match its published MD5 {md5}; download it again")
 
 
@@ -669,10 +685,13 @@ def main(argv=None):
                         help="URL or folder serving files under their own names, tried after the official "
                              "sources (default: $VLPROMPT_DATA_MIRROR)")
     parser.add_argument("--keep-archives", action="store_true", help="keep the archives after extraction")
+    parser.add_argument("--with-raw", action="store_true",
+                        help="also fetch the raw annotations needed only to derive a split (fetched anyway when "
+                             "the split file cannot be had)")
     parser.add_argument("--val-labels", help="ImageNet: '<val file name> <wnid>' lines used to sort a flat val folder")
     args = parser.parse_args(argv)
 
-    ctx = Context(args.root, args.download_dir, args.mirror, args.keep_archives, args.val_labels)
+    ctx = Context(args.root, args.download_dir, args.mirror, args.keep_archives, args.val_labels, args.with_raw)
     os.makedirs(ctx.root, exist_ok=True)
     status = {}
     for key in keys if args.dataset == "all" else [args.dataset]:
@@ -688,7 +707,7 @@ def main(argv=None):
     if len(status) > 1:
         print("\nSummary")
         for key, text in status.items():
-            print(f"  {key:16s} {text}")
+            print(f"  {key:16s} {text if text == 'ready' else text.split(':')[0] + ' (see above)'}")
     return 0 if all(s == "ready" for s in status.values()) else 1
 
 

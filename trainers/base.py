@@ -56,7 +56,8 @@ class PromptTrainer(TrainerX):
         if self.cfg.MODEL.INIT_WEIGHTS:
             from engine.checkpoint import load_pretrained_weights
 
-            load_pretrained_weights(module, self.cfg.MODEL.INIT_WEIGHTS)
+            load_pretrained_weights(module, self.cfg.MODEL.INIT_WEIGHTS,
+                                    adapt=lambda sd: self.adapt_checkpoint(name, sd))
         optim = build_optimizer(module if params is None else params, self.cfg.OPTIM)
         sched = build_lr_scheduler(optim, self.cfg.OPTIM)
         self.register_model(name, module, optim, sched)

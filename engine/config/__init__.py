@@ -9,11 +9,26 @@ from yacs.config import CfgNode
 from ..utils.tools import UserError
 from .defaults import _C
 
-__all__ = ["CfgNode", "get_cfg_default", "merge_from_file", "merge_from_list", "all_keys"]
+__all__ = ["CfgNode", "get_cfg_default", "merge_from_file", "merge_from_list", "all_keys", "add_config_node"]
 
 
 def get_cfg_default():
     return _C.clone()
+
+
+def add_config_node(cfg, path, defaults):
+    """Create ``cfg.<path>`` (e.g. "TRAINER.COOP") if missing and add the keys it lacks.
+
+    Several trainers may extend one node (KgCoOp adds keys to CoOp's ``TRAINER.COOP``, as upstream)."""
+    node = cfg
+    for part in path.split("."):
+        if part not in node:
+            node[part] = CfgNode()
+        node = node[part]
+    for key, value in defaults.items():
+        if key not in node:
+            node[key] = value
+    return node
 
 
 def all_keys(node, prefix=""):
@@ -41,6 +56,23 @@ def _run_merge(merge, source):
         raise UserError(f"{source}: {msg.strip()}") from e
 
 
+# key -> function(value) -> value or None: reads values written for an official release whose type differs
+# from ours (e.g. KgCoOp's CTX_INIT True). Trainers register them in extend_cfg; None = not applicable.
+LEGACY_VALUE_READERS = {}
+
+
+def _translate_legacy(incoming, source, prefix=""):
+    for k, v in list(incoming.items()):
+        full = prefix + k
+        if isinstance(v, dict):
+            _translate_legacy(v, source, full + ".")
+        elif full in LEGACY_VALUE_READERS:
+            new = LEGACY_VALUE_READERS[full](v)
+            if new is not None and new != v:
+                print(f"Note: {full} {v!r} in {source} read as {new!r} (the official release's meaning)")
+                incoming[k] = new
+
+
 def merge_from_file(cfg, path):
     if not os.path.isfile(path):
         raise UserError(f"config file not found: {path} (expected a yaml file; see configs/)")
@@ -50,7 +82,8 @@ def merge_from_file(cfg, path):
         except yaml.YAMLError as e:
             raise UserError(f"{path} is not valid yaml: {str(e).splitlines()[0]}") from e
     _check_tree(cfg, incoming, path)
-    _run_merge(lambda: cfg.merge_from_file(path), path)
+    _translate_legacy(incoming, path)
+    _run_merge(lambda: cfg.merge_from_other_cfg(CfgNode(incoming)), path)
 
 
 def _check_tree(root, incoming, source):
@@ -73,13 +106,19 @@ def merge_from_list(cfg, opts):
         raise UserError(f"options must come as KEY VALUE pairs, got an odd number: {' '.join(map(str, opts))} "
                         "(flags such as --seed must come before the KEY VALUE options)")
     keys = all_keys(cfg)
-    for key, value in zip(opts[0::2], opts[1::2]):
+    opts = list(opts)
+    for i in range(0, len(opts), 2):
+        key, value = opts[i], opts[i + 1]
         if key.startswith("--"):
             raise UserError(f"flag {key} found among the trailing KEY VALUE options; put flags before them")
         if key not in keys:
             raise _unknown_key(cfg, key, "command-line options")
+        if key in LEGACY_VALUE_READERS:
+            legacy = {key: _decode(value)}
+            _translate_legacy(legacy, "command-line options")
+            opts[i + 1] = value = legacy[key]
         _check_type(cfg, key, value)
-    _run_merge(lambda: cfg.merge_from_list(list(opts)), "command-line options")
+    _run_merge(lambda: cfg.merge_from_list(opts), "command-line options")
 
 
 def _decode(value):

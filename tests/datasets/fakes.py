@@ -45,7 +45,7 @@ class Fake:
     folder: str               # dataset folder under ROOT
     prefix: str               # split paths are relative to ROOT/folder/prefix
     classnames: list          # expected class names in label order
-    split: dict = None        # an "authors'" split json (None: the dataset has no split file)
+    split: dict = None        # expected train/val/test rows [path, label, classname]; the authors' split file
     split_file: str = None
     raw_sizes: tuple = None   # train/val/test sizes when derived from the raw annotations
     extra: dict = field(default_factory=dict)
@@ -57,6 +57,8 @@ class Fake:
         return os.path.join(root, self.folder, self.prefix)
 
     def write_split(self, root):
+        if self.split_file is None:  # FGVCAircraft: the official lists are the split
+            return
         write_json(os.path.join(self.dataset_dir(root), self.split_file), self.split)
 
     @property
@@ -110,7 +112,8 @@ def make_dtd(root):
 
 def make_eurosat(root):
     classes = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "SeaLake"]
-    renames = {"AnnualCrop": "Annual Crop Land", "Forest": "Forest", "HerbaceousVegetation": "Herbaceous Vegetation Land",
+    renames = {"AnnualCrop": "Annual Crop Land", "Forest": "Forest",
+               "HerbaceousVegetation": "Herbaceous Vegetation Land",
                "Highway": "Highway or Road", "SeaLake": "Sea or Lake"}
     per_class, names = _folder_per_class(root, "eurosat", "2750", classes, renames, "{cat}_{i}.jpg")
     return Fake("EuroSAT", "eurosat", "eurosat", "2750", names, _split_per_class(per_class),
@@ -214,8 +217,10 @@ def make_fgvc_aircraft(root):
     for part, lines in lists.items():
         write_text(os.path.join(base, f"images_variant_{part}.txt"), lines)
     write_text(os.path.join(base, "images_box.txt"), ["0034309 83 155 1821 822"])
-    return Fake("FGVCAircraft", "fgvc_aircraft", "fgvc_aircraft", "images", FGVC_VARIANTS, raw_sizes=(10, 10, 10),
-                extra={"lists": lists})
+    split = {part: [[line[:7] + ".jpg", FGVC_VARIANTS.index(line[8:]), line[8:]] for line in lines]
+             for part, lines in lists.items()}
+    return Fake("FGVCAircraft", "fgvc_aircraft", "fgvc_aircraft", "images", FGVC_VARIANTS, split,
+                raw_sizes=(10, 10, 10), extra={"lists": lists})
 
 
 SUN_CLASSES = ["/a/abbey", "/a/apartment_building/outdoor", "/b/bakery/shop", "/c/cafeteria", "/c/campsite"]
@@ -292,8 +297,10 @@ def make_imagenetv2(root):
     write_classnames(os.path.join(base, "classnames.txt"))
     for label in range(len(IMAGENET_CLASSES)):
         for i in range(2):
-            write_image(os.path.join(base, "imagenetv2-matched-frequency-format-val", str(label), f"{label}f{i}e3.jpeg"))
-    return Fake("ImageNetV2", "imagenetv2", "imagenetv2", "", [n for _, n in IMAGENET_CLASSES], raw_sizes=(10, 0, 10))
+            write_image(os.path.join(base, "imagenetv2-matched-frequency-format-val", str(label),
+                                     f"{label}f{i}e3.jpeg"))
+    return Fake("ImageNetV2", "imagenetv2", "imagenetv2", "imagenetv2-matched-frequency-format-val",
+                [n for _, n in IMAGENET_CLASSES], raw_sizes=(10, 0, 10))
 
 
 def make_imagenet_sketch(root):
@@ -302,7 +309,7 @@ def make_imagenet_sketch(root):
     for wnid, _ in reversed(IMAGENET_CLASSES):
         for i in range(1, 4):
             write_image(os.path.join(base, "images", wnid, f"sketch_{i}.JPEG"))
-    return Fake("ImageNetSketch", "imagenet_sketch", "imagenet-sketch", "", [n for _, n in IMAGENET_CLASSES],
+    return Fake("ImageNetSketch", "imagenet_sketch", "imagenet-sketch", "images", [n for _, n in IMAGENET_CLASSES],
                 raw_sizes=(15, 0, 15))
 
 
@@ -326,5 +333,5 @@ def make_imagenet_ar(root, which):
 COOP_BUILDERS = {
     "caltech101": make_caltech101, "oxford_pets": make_oxford_pets, "stanford_cars": make_stanford_cars,
     "oxford_flowers": make_oxford_flowers, "food101": make_food101, "sun397": make_sun397, "dtd": make_dtd,
-    "eurosat": make_eurosat, "ucf101": make_ucf101,
+    "eurosat": make_eurosat, "ucf101": make_ucf101, "fgvc_aircraft": make_fgvc_aircraft,
 }

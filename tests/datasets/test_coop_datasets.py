@@ -1,4 +1,4 @@
-"""The 10 CoOp datasets with a split file or official lists: class names, labels, splits, few-shot, base/new."""
+"""The 10 CoOp datasets other than ImageNet: class names, labels, splits, few-shot, base/new."""
 import json
 import math
 import os
@@ -7,9 +7,9 @@ from collections import OrderedDict
 
 import pytest
 
-from .fakes import COOP_BUILDERS, make_caltech101, make_dtd, make_fgvc_aircraft, write_json
 from engine.data.datasets import build_dataset
 
+from .fakes import COOP_BUILDERS, make_caltech101, make_dtd, write_json
 from .loading import load, make_cfg, records
 
 KEYS = sorted(COOP_BUILDERS)
@@ -41,9 +41,9 @@ def test_split_file_gives_names_labels_and_lists_in_file_order(root, key):
     assert os.path.isdir(os.path.join(fake.dataset_dir(root), "split_fewshot"))
 
 
-@pytest.mark.parametrize("key", KEYS + ["fgvc_aircraft"])
+@pytest.mark.parametrize("key", KEYS)
 def test_split_derived_from_raw_annotations(root, key):
-    fake = (COOP_BUILDERS.get(key) or make_fgvc_aircraft)(root)
+    fake = COOP_BUILDERS[key](root)
     ds = load(root, fake.name, seed=3)
     assert ds.classnames == fake.classnames
     assert (len(ds.train_x), len(ds.val), len(ds.test)) == fake.raw_sizes

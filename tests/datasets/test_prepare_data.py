@@ -252,7 +252,8 @@ def test_variant_takes_classnames_from_imagenet(root, web, monkeypatch, source):
     patched(monkeypatch, "imagenet_a", **{"imagenet-a.tar": md5(archive)})
     web.urls[url_of("imagenet_a", "imagenet-a.tar")] = archive
     os.makedirs(os.path.join(root, "imagenet"))
-    os.replace(os.path.join(fake.dataset_dir(source), "classnames.txt"), os.path.join(root, "imagenet", "classnames.txt"))
+    os.replace(os.path.join(fake.dataset_dir(source), "classnames.txt"),
+               os.path.join(root, "imagenet", "classnames.txt"))
     assert prepare_data.main(["imagenet_a", "--root", root]) == 0
     assert not any(call[0] == "gdrive" for call in web.calls)
     assert load(root, "ImageNetA").classnames == fake.classnames
@@ -277,7 +278,8 @@ def imagenet_archives(folder):
     devkit = tar_bytes({"ILSVRC2012_devkit_t12/data/meta.mat": meta.getvalue(),
                         "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt":
                             "".join(f"{t}\n" for t in truth).encode()})
-    archives = {"ILSVRC2012_img_train.tar": train, "ILSVRC2012_img_val.tar": val, "ILSVRC2012_devkit_t12.tar.gz": devkit}
+    archives = {"ILSVRC2012_img_train.tar": train, "ILSVRC2012_img_val.tar": val,
+                "ILSVRC2012_devkit_t12.tar.gz": devkit}
     os.makedirs(folder, exist_ok=True)
     for name, data in archives.items():
         with open(os.path.join(folder, name), "wb") as f:
@@ -323,3 +325,45 @@ def test_imagenet_flat_val_sorted_with_a_user_mapping(root, web, tmp_path):
     ds = load(root, "ImageNet")
     assert [os.path.basename(i.impath) for i in ds.test] == [f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(1, 6)]
     assert [i.label for i in ds.test] == list(range(5))
+
+
+def test_stanford_cars_from_a_copy_with_nested_folders(root, web, source, capsys):
+    from .fakes import make_stanford_cars
+
+    fake = make_stanford_cars(source)
+    assert prepare_data.main(["stanford_cars", "--root", root]) == 1  # official hosts are gone
+    assert "Stanford hosts have been offline" in capsys.readouterr().out
+    downloads = os.path.join(root, "downloads")
+    for folder in ("cars_train", "cars_test"):  # a Kaggle-style copy: cars_train/cars_train/00001.jpg
+        with open(os.path.join(downloads, folder + ".tgz"), "wb") as f:
+            f.write(tar_bytes({f"{folder}/{folder}": os.path.join(fake.dataset_dir(source), folder)}))
+    web.drive[drive_id("stanford_cars", fake.split_file)] = json.dumps(fake.split).encode()
+    web.calls.clear()
+    assert prepare_data.main(["stanford_cars", "--root", root]) == 0
+    assert not any("devkit" in str(call) for call in web.calls)  # raw annotations: not needed with the split
+    ds = load(root, "StanfordCars")
+    assert ds.classnames == fake.classnames and len(ds.test) == 8
+
+
+def test_raw_annotations_fetched_when_the_split_file_cannot_be(root, web, monkeypatch, source, capsys):
+    from .fakes import make_oxford_pets
+
+    fake = make_oxford_pets(source)
+    images = tar_bytes({"images": fake.image_dir(source)})
+    annotations = tar_bytes({"annotations": os.path.join(fake.dataset_dir(source), "annotations")})
+    patched(monkeypatch, "oxford_pets", **{"images.tar.gz": md5(images), "annotations.tar.gz": md5(annotations)})
+    web.urls[url_of("oxford_pets", "images.tar.gz")] = images
+    web.urls[url_of("oxford_pets", "annotations.tar.gz")] = annotations
+    assert prepare_data.main(["oxford_pets", "--root", root]) == 1  # Drive refuses the split file
+    assert "split_zhou_OxfordPets.json" in capsys.readouterr().out
+    assert os.path.isfile(os.path.join(root, "oxford_pets", "annotations", "trainval.txt"))
+    ds = load(root, "OxfordPets")  # derives a split (with a note) from the annotations
+    assert ds.classnames == fake.classnames and len(ds.train_x) == fake.raw_sizes[0]
+
+
+def test_all_goes_on_after_failures_and_summarises(root, web, capsys):
+    assert prepare_data.main(["all", "--root", root]) == 1
+    out = capsys.readouterr().out
+    summary = out[out.index("Summary"):].splitlines()[1:]
+    assert [line.split()[0] for line in summary] == list(prepare_data.SOURCES)
+    assert "imagenet         needs a manual step" in out or "imagenet         FAILED" in out

@@ -1,0 +1,89 @@
+"""Deep prompts: learned tokens that replace token positions before given transformer blocks.
+
+Text prompts occupy rows ``1 .. n`` (after the start token); visual prompts are appended at the tail
+of the image token sequence and later replace the last ``n`` tokens (baselines.md §5.4-5.5, §6.3).
+"""
+import torch
+
+
+def replace_tokens(x, prompt, at):
+    """Replace ``prompt.shape[-2]`` tokens of ``x`` (N, L, D) starting at row ``at`` ("tail" = the last ones).
+
+    ``prompt`` is (n, D), shared by every sequence, or (N, n, D).
+    """
+    if prompt.dim() == 2:
+        prompt = prompt.unsqueeze(0).expand(x.shape[0], -1, -1)
+    prompt = prompt.to(x.dtype)
+    n = prompt.shape[1]
+    if at == "tail":
+        return torch.cat([x[:, :-n], prompt], dim=1)
+    return torch.cat([x[:, :at], prompt, x[:, at + n:]], dim=1)
+
+
+def deep_prompt_hook(prompts, at, first_layer=1, round_fp16=False):
+    """A ``layer_hook`` that puts ``prompts[k]`` in place before block ``first_layer + k``.
+
+    ``round_fp16`` rounds the prompt through fp16 first, as the official IVLP/VPT code does at every use
+    even in fp32 mode (a parity quirk, baselines.md §6.5, §7.4).
+    """
+
+    def hook(layer, x):
+        k = layer - first_layer
+        if 0 <= k < len(prompts):
+            prompt = prompts[k].half() if round_fp16 else prompts[k]
+            return replace_tokens(x, prompt, at)
+        return x
+
+    return hook
+
+
+def init_prompt(n, width, dtype=torch.float32, device=None):
+    """A prompt tensor drawn as the official code draws them: N(0, 0.02^2)."""
+    p = torch.empty(n, width, dtype=dtype, device=device)
+    torch.nn.init.normal_(p, std=0.02)
+    return torch.nn.Parameter(p)
+
+
+class VisualPrompts(torch.nn.Module):
+    """Visual prompt tokens: ``visual_ctx`` appended before ``ln_pre`` and ``visual_deep[k]`` replacing
+    the last tokens before block k+1 (IVLP, VPT: baselines.md §6.2, §7.2)."""
+
+    def __init__(self, n_ctx, width, depth, round_fp16=False):
+        super().__init__()
+        self.visual_ctx = init_prompt(n_ctx, width)
+        self.visual_deep = torch.nn.ParameterList([init_prompt(n_ctx, width) for _ in range(depth - 1)])
+        self.round_fp16 = round_fp16
+
+    def encode(self, image_encoder, images):
+        ctx = self.visual_ctx.half() if self.round_fp16 else self.visual_ctx
+        hook = deep_prompt_hook(list(self.visual_deep), "tail", round_fp16=self.round_fp16)
+        return image_encoder(images, extra_tokens=ctx.unsqueeze(0), layer_hook=hook)
+
+
+OFFICIAL_MODEL_PREFIXES = ("prompt_learner.", "image_encoder.", "text_encoder.")
+
+
+def is_official_whole_model(state_dict):
+    """True for the official MaPLe/IVLP/VPT checkpoints, which save the whole CustomCLIP."""
+    return any(k.startswith(OFFICIAL_MODEL_PREFIXES) for k in state_dict)
+
+
+def rename_official_keys(state_dict, visual="visual_prompts.", text="text_deep."):
+    """Map the official whole-model names to those of our prompt module (prompts that the official
+    IVLP/VPT keep inside CLIP's blocks included); the frozen CLIP weights are left out."""
+    if not is_official_whole_model(state_dict):
+        return state_dict
+    out = {}
+    for key, value in state_dict.items():
+        parts = key.split(".")
+        if key == "image_encoder.VPT":
+            key = visual + "visual_ctx"
+        elif parts[-1] == "VPT_shallow" and parts[0] in ("image_encoder", "text_encoder"):
+            layer = int(parts[-2])
+            key = (visual + "visual_deep." if parts[0] == "image_encoder" else text) + str(layer - 1)
+        elif key.startswith("prompt_learner."):
+            key = key[len("prompt_learner."):]
+        else:
+            continue  # frozen CLIP weights saved by the official code: ours come from the backbone
+        out[key] = value
+    return out
