@@ -436,6 +436,9 @@ class TestOnlyDataset(DatasetBase):
     dataset_dir = ""
     image_subdir = ""
     prepare_key = ""
+    # the default reader: one folder per wnid; all 1,000 must be there, or exactly this many of them
+    all_classes = False
+    num_classes_expected = None
 
     read_classnames = staticmethod(read_classnames)
 
@@ -456,7 +459,9 @@ class TestOnlyDataset(DatasetBase):
         super().__init__(train_x=data, test=data)
 
     def read_data(self, classnames):
-        raise NotImplementedError
+        folders = self.wnid_folders(classnames, all_classes=self.all_classes,
+                                    expected_count=self.num_classes_expected)
+        return read_class_folders(self.image_dir, folders, [classnames[f] for f in folders], "wnid folders")
 
     def wnid_folders(self, classnames, all_classes=False, expected_count=None):
         """Sorted wnid folders of the image folder (files such as README.txt are not classes).

@@ -2,7 +2,7 @@
 so the model is evaluated as a 200-way classifier."""
 from engine.data.datasets import DATASET_REGISTRY
 
-from .common import TestOnlyDataset, read_class_folders
+from .common import TestOnlyDataset
 
 
 @DATASET_REGISTRY.register()
@@ -11,7 +11,3 @@ class ImageNetA(TestOnlyDataset):
     image_subdir = "imagenet-a"
     prepare_key = "imagenet_a"
     num_classes_expected = 200
-
-    def read_data(self, classnames):
-        folders = self.wnid_folders(classnames, expected_count=self.num_classes_expected)
-        return read_class_folders(self.image_dir, folders, [classnames[f] for f in folders], "wnid folders")

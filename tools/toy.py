@@ -11,10 +11,12 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from PIL import Image
 
 
-def make_tiny_clip(path, vit=True, width=64, layers=2, embed_dim=32, image_size=32, patch_size=8, seed=0):
+def make_tiny_clip(path, vit=True, width=64, layers=2, embed_dim=32, image_size=32, patch_size=8, seed=0,
+                   vision_width=None):
     """Save a random CLIP state dict with OpenAI's key names (heads = width // 64, as OpenAI infers)."""
     torch.manual_seed(seed)
-    vision = (CLIPVisionCfg(layers=layers, width=width, patch_size=patch_size, image_size=image_size) if vit else
+    vision = (CLIPVisionCfg(layers=layers, width=vision_width or width, patch_size=patch_size,
+                            image_size=image_size) if vit else
               CLIPVisionCfg(layers=(1, 1, 1, 1), width=width // 2, image_size=image_size, head_width=width))
     model = CLIP(embed_dim, vision_cfg=vision,
                  text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=width, heads=max(1, width // 64),

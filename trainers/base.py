@@ -51,6 +51,18 @@ class PromptTrainer(TrainerX):
                             f"{resolution}x{resolution} images; set INPUT.SIZE ({resolution}, {resolution})")
         return clip_model
 
+    def build_custom_clip(self, build, register_name, clip_model=None, trainable="prompt_learner"):
+        """The CoOp-family ``build_model``: CLIP -> ``build(clip_model)`` -> freeze all but the parameters
+        whose name contains ``trainable`` -> register ``model.prompt_learner`` with optimizer/schedule."""
+        clip_model = clip_model if clip_model is not None else self.load_clip()
+        print("Building custom CLIP")
+        self.model = build(clip_model)
+        print("Turning off gradients in both the image and the text encoder")
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(trainable in name)
+        self.model.to(self.device)
+        self.register_trainable(register_name, self.model.prompt_learner)
+
     def register_trainable(self, name, module, params=None):
         """Optimizer and LR schedule over ``params`` (default: the module), registered under ``name``."""
         if self.cfg.MODEL.INIT_WEIGHTS:

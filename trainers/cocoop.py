@@ -73,11 +73,5 @@ class CoCoOp(PromptTrainer):
         add_config_node(cfg, "TRAINER.COCOOP", {"N_CTX": 16, "CTX_INIT": "", "PREC": "fp16"})
 
     def build_model(self):
-        clip_model = self.load_clip()
-        print("Building custom CLIP")
-        self.model = CoCoOpCLIP(self.trainer_cfg, self.dm.dataset.classnames, clip_model)
-        print("Turning off gradients in both the image and the text encoder")
-        for name, param in self.model.named_parameters():
-            param.requires_grad_("prompt_learner" in name)
-        self.model.to(self.device)
-        self.register_trainable("prompt_learner", self.model.prompt_learner)
+        self.build_custom_clip(lambda clip: CoCoOpCLIP(self.trainer_cfg, self.dm.dataset.classnames, clip),
+                               "prompt_learner")

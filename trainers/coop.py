@@ -71,11 +71,5 @@ class CoOp(PromptTrainer):
             raise UserError(f"TRAINER.COOP.CLASS_TOKEN_POSITION must be one of {', '.join(CLASS_TOKEN_POSITIONS)}")
 
     def build_model(self):
-        clip_model = self.load_clip()
-        print("Building custom CLIP")
-        self.model = CoOpCLIP(self.trainer_cfg, self.dm.dataset.classnames, clip_model)
-        print("Turning off gradients in both the image and the text encoder")
-        for name, param in self.model.named_parameters():
-            param.requires_grad_("prompt_learner" in name)
-        self.model.to(self.device)
-        self.register_trainable("prompt_learner", self.model.prompt_learner)
+        self.build_custom_clip(lambda clip: CoOpCLIP(self.trainer_cfg, self.dm.dataset.classnames, clip),
+                               "prompt_learner")

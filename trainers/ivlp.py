@@ -64,12 +64,8 @@ class IVLP(PromptTrainer):
             raise UserError(f"TRAINER.IVLP.PROMPT_DEPTH_TEXT must be between 1 and {text_layers}")
         if cfg.PROMPT_DEPTH_VISION > 0 and getattr(clip_model.visual, "transformer", None) is None:
             raise UserError("IVLP visual prompts need a ViT backbone; set TRAINER.IVLP.PROMPT_DEPTH_VISION 0")
-        print("Building custom CLIP")
-        self.model = IVLPCLIP(cfg, self.dm.dataset.classnames, clip_model)
-        for name, param in self.model.named_parameters():
-            param.requires_grad_("prompt_learner" in name)
-        self.model.to(self.device)
-        self.register_trainable("VLPromptLearner", self.model.prompt_learner)
+        self.build_custom_clip(lambda clip: IVLPCLIP(cfg, self.dm.dataset.classnames, clip), "VLPromptLearner",
+                               clip_model)
 
     def adapt_checkpoint(self, name, state_dict):
         return rename_official_keys(state_dict)

@@ -56,15 +56,9 @@ class KgCoOp(CoOp):
         if cfg.CTX_INIT:
             cfg.CTX_INIT = KG_CTX_INIT
         cfg.CLASS_TOKEN_POSITION = "end"  # KgCoOp ignores the key
-        clip_model = self.load_clip()
-        print("Building custom CLIP")
         template = KG_TEMPLATE_OVERRIDES.get(self.cfg.DATASET.NAME, dataset_template(self.cfg.DATASET.NAME))
-        self.model = KgCoOpCLIP(cfg, self.dm.dataset.classnames, clip_model, template)
-        print("Turning off gradients in both the image and the text encoder")
-        for name, param in self.model.named_parameters():
-            param.requires_grad_("ctx" in name)
-        self.model.to(self.device)
-        self.register_trainable("prompt_learner", self.model.prompt_learner)
+        self.build_custom_clip(lambda clip: KgCoOpCLIP(cfg, self.dm.dataset.classnames, clip, template),
+                               "prompt_learner", trainable="ctx")
 
     def compute_loss(self, image, label):
         model = self.model

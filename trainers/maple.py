@@ -71,12 +71,8 @@ class MaPLe(PromptTrainer):
             raise UserError(f"TRAINER.MAPLE.PROMPT_DEPTH must be between 1 and {layers} (the backbone's layers)")
         if not getattr(clip_model.visual, "class_embedding", None) is not None:
             raise UserError("MaPLe needs a ViT backbone (visual prompts)")
-        print("Building custom CLIP")
-        self.model = MaPLeCLIP(cfg, self.dm.dataset.classnames, clip_model)
-        for name, param in self.model.named_parameters():
-            param.requires_grad_("prompt_learner" in name)
-        self.model.to(self.device)
-        self.register_trainable("MultiModalPromptLearner", self.model.prompt_learner)
+        self.build_custom_clip(lambda clip: MaPLeCLIP(cfg, self.dm.dataset.classnames, clip),
+                               "MultiModalPromptLearner", clip_model)
 
     def adapt_checkpoint(self, name, state_dict):
         return rename_official_keys(state_dict)

@@ -39,12 +39,8 @@ class VPT(PromptTrainer):
             raise UserError("VPT needs a ViT backbone")
         if not 1 <= cfg.PROMPT_DEPTH_VISION <= len(clip_model.visual.transformer.resblocks):
             raise UserError("TRAINER.VPT.PROMPT_DEPTH_VISION must be between 1 and the backbone's layers")
-        print("Building custom CLIP")
-        self.model = VPTCLIP(cfg, self.dm.dataset.classnames, clip_model)
-        for name, param in self.model.named_parameters():
-            param.requires_grad_("prompt_learner" in name)
-        self.model.to(self.device)
-        self.register_trainable("prompt_learner", self.model.prompt_learner)
+        self.build_custom_clip(lambda clip: VPTCLIP(cfg, self.dm.dataset.classnames, clip), "prompt_learner",
+                               clip_model)
 
     def adapt_checkpoint(self, name, state_dict):
         return rename_official_keys(state_dict, visual="")

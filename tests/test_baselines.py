@@ -1,0 +1,218 @@
+"""CoCoOp, KgCoOp, MaPLe, IVLP and VPT on the tiny CLIP: what trains, checkpoints, official layouts."""
+import os
+
+import pytest
+import torch
+
+from engine.checkpoint import load_checkpoint
+from tests.helpers import coop_args, run_train
+
+TRAINERS = {
+    "CoCoOp": ("vit_b16_c4_ep10_batch1_ctxv1.yaml", ["TRAINER.COCOOP.PREC", "fp32"], {"prompt_learner"}),
+    "KgCoOp": ("vit_b16_ep100_ctxv1.yaml", ["TRAINER.COOP.PREC", "fp32", "TRAINER.COOP.W", "8.0"],
+               {"prompt_learner"}),
+    "MaPLe": ("vit_b16_c2_ep5_batch4_2ctx.yaml", ["TRAINER.MAPLE.PREC", "fp32", "TRAINER.MAPLE.PROMPT_DEPTH", "2"],
+              {"MultiModalPromptLearner"}),
+    "IVLP": ("vit_b16_c2_ep5_batch4_2+2ctx.yaml", ["TRAINER.IVLP.PREC", "fp32", "TRAINER.IVLP.PROMPT_DEPTH_VISION",
+                                                    "2", "TRAINER.IVLP.PROMPT_DEPTH_TEXT", "2"],
+             {"VLPromptLearner"}),
+    "VPT": ("vit_b16_c2_ep5_batch4_4.yaml", ["TRAINER.VPT.PROMPT_DEPTH_VISION", "2"], {"prompt_learner"}),
+}
+# exactly what the official trainers train (baselines.md §9)
+EXPECTED_TRAINABLE = {
+    "CoCoOp": {"prompt_learner.ctx", "prompt_learner.meta_net.linear1.weight", "prompt_learner.meta_net.linear1.bias",
+               "prompt_learner.meta_net.linear2.weight", "prompt_learner.meta_net.linear2.bias"},
+    "KgCoOp": {"prompt_learner.ctx"},
+    "MaPLe": {"prompt_learner.ctx", "prompt_learner.proj.weight", "prompt_learner.proj.bias",
+              "prompt_learner.compound_prompts_text.0", "prompt_learner.compound_prompt_projections.0.weight",
+              "prompt_learner.compound_prompt_projections.0.bias"},
+    "IVLP": {"prompt_learner.ctx", "prompt_learner.text_deep.0", "prompt_learner.visual_prompts.visual_ctx",
+             "prompt_learner.visual_prompts.visual_deep.0"},
+    "VPT": {"prompt_learner.visual_ctx", "prompt_learner.visual_deep.0"},
+}
+
+
+def _args(trainer, root, clip, out, *extra, epochs=1):
+    cfg, opts, _ = TRAINERS[trainer]
+    return coop_args(root, clip, out, *opts, "TEST.SAVE_LOGITS", "True", *extra, trainer=trainer, epochs=epochs,
+                     config=cfg)
+
+
+def _flags(args, *flags):
+    i = args.index("MODEL.BACKBONE.NAME")
+    return args[:i] + list(flags) + args[i:]
+
+
+def _logits(out):
+    return torch.load(os.path.join(out, "logits_test.pt"), weights_only=False)["logits"]
+
+
+@pytest.mark.parametrize("trainer", sorted(TRAINERS))
+def test_steps_reduce_loss_train_exactly_the_prompts_and_keep_clip(trainer, caltech_root, tiny_clip, tmp_path):
+    built = run_train(_flags(_args(trainer, caltech_root, tiny_clip, str(tmp_path / "r"), "OPTIM.NAME", "sgd",
+                                   "OPTIM.LR", "0.05", "OPTIM.WARMUP_EPOCH", "0", "INPUT.TRANSFORMS",
+                                   "['normalize']"), "--no-train"))
+    model = built.model
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if "prompt_learner" not in k}
+    batch = next(iter(built.train_loader_x))
+    built.set_model_mode("train")
+    built.epoch, built.num_batches = 0, 1000
+    losses = []
+    for built.batch_idx in range(8):
+        losses.append(built.forward_backward(batch)["loss"])
+    assert losses[-1] < losses[0], losses
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert with_grad == EXPECTED_TRAINABLE[trainer]
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == EXPECTED_TRAINABLE[trainer]
+    for k, v in model.state_dict().items():
+        if k in frozen:
+            assert torch.equal(v, frozen[k]), k
+
+
+@pytest.mark.parametrize("trainer", sorted(TRAINERS))
+def test_save_eval_only_and_resume_give_identical_logits(trainer, caltech_root, tiny_clip, tmp_path, monkeypatch):
+    out = str(tmp_path / "train")
+    run_train(_args(trainer, caltech_root, tiny_clip, out, epochs=2))
+    name = next(iter(TRAINERS[trainer][2]))
+    saved = load_checkpoint(os.path.join(out, name, "model.pth.tar-2"))["state_dict"]
+    # only the prompt module is saved, never the frozen CLIP (baselines.md B1)
+    assert not any(k.startswith(("image_encoder.", "text_encoder.", "visual.", "transformer.", "token_embedding"))
+                   for k in saved)
+
+    ev = str(tmp_path / "eval")
+    run_train(_flags(_args(trainer, caltech_root, tiny_clip, ev), "--eval-only", "--model-dir", out, "--load-epoch",
+                     "2"))
+    assert torch.equal(_logits(ev), _logits(out))
+
+    from engine.trainer import TrainerX
+
+    real = TrainerX.run_epoch
+    killed = str(tmp_path / "killed")
+
+    def die_in_second_epoch(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        real(self)
+
+    monkeypatch.setattr(TrainerX, "run_epoch", die_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(_args(trainer, caltech_root, tiny_clip, killed, epochs=2))
+    monkeypatch.setattr(TrainerX, "run_epoch", real)
+    run_train(_args(trainer, caltech_root, tiny_clip, killed, epochs=2))
+    assert torch.equal(_logits(killed), _logits(out))
+
+
+def _official_layout(trainer, state):
+    """Our prompt-module state in the official whole-model layout (names per baselines.md §9)."""
+    frozen = {"image_encoder.conv1.weight": torch.zeros(1), "text_encoder.ln_final.weight": torch.zeros(1),
+              "logit_scale": torch.zeros(())}
+    out = dict(frozen)
+    for k, v in state.items():
+        if trainer == "MaPLe":
+            out["prompt_learner." + k] = v
+        elif k.startswith("visual_prompts.visual_ctx") or k == "visual_ctx":
+            out["image_encoder.VPT"] = v
+        elif "visual_deep." in k:
+            out[f"image_encoder.transformer.resblocks.{int(k.rsplit('.', 1)[1]) + 1}.VPT_shallow"] = v
+        elif k.startswith("text_deep."):
+            out[f"text_encoder.transformer.resblocks.{int(k.rsplit('.', 1)[1]) + 1}.VPT_shallow"] = v
+        else:
+            out["prompt_learner." + k] = v
+    return out
+
+
+@pytest.mark.parametrize("trainer", ["MaPLe", "IVLP", "VPT"])
+def test_official_whole_model_checkpoints_load(trainer, caltech_root, tiny_clip, tmp_path):
+    out = str(tmp_path / "train")
+    run_train(_args(trainer, caltech_root, tiny_clip, out))
+    name = next(iter(TRAINERS[trainer][2]))
+    ours = load_checkpoint(os.path.join(out, name, "model.pth.tar-1"))
+    official = str(tmp_path / "official")
+    os.makedirs(os.path.join(official, name))
+    torch.save({"state_dict": _official_layout(trainer, ours["state_dict"]), "epoch": 1, "optimizer": None,
+                "scheduler": None, "val_result": None}, os.path.join(official, name, "model.pth.tar-1"))
+    ev = str(tmp_path / "eval")
+    run_train(_flags(_args(trainer, caltech_root, tiny_clip, ev), "--eval-only", "--model-dir", official,
+                     "--load-epoch", "1"))
+    assert torch.equal(_logits(ev), _logits(out))
+
+
+def test_checkpoint_from_another_trainer_is_refused(caltech_root, tiny_clip, tmp_path):
+    out = str(tmp_path / "coop")
+    run_train(coop_args(caltech_root, tiny_clip, out, "TRAINER.COOP.N_CTX", "2", "TRAINER.COOP.PREC", "fp32",
+                        epochs=1))
+    os.rename(os.path.join(out, "prompt_learner"), os.path.join(out, "VLPromptLearner"))
+    with pytest.raises(SystemExit):
+        run_train(_flags(_args("IVLP", caltech_root, tiny_clip, str(tmp_path / "e")), "--eval-only", "--model-dir",
+                         out, "--load-epoch", "1"))
+
+
+def test_deep_prompts_sit_where_upstream_puts_them(caltech_root, tiny_clip, tmp_path):
+    """MaPLe: text rows 1..n and the last n vision tokens equal the layer's prompts before block 1 only."""
+    built = run_train(_flags(_args("MaPLe", caltech_root, tiny_clip, str(tmp_path / "m")), "--no-train"))
+    model, pl = built.model, built.model.prompt_learner
+    seen = {}
+
+    def capture(tag, i):
+        return lambda module, args, kwargs=None: seen.setdefault((tag, i), args[0].detach().clone())
+
+    handles = [b.register_forward_pre_hook(capture("text", i)) for i, b in
+               enumerate(model.text_encoder.transformer.resblocks)]
+    handles += [b.register_forward_pre_hook(capture("vision", i)) for i, b in
+                enumerate(model.image_encoder.visual.transformer.resblocks)]
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+    for h in handles:
+        h.remove()
+    n = pl.n_ctx
+    text0, text1 = seen[("text", 0)], seen[("text", 1)]
+    assert torch.equal(text1[:, 1:1 + n], pl.compound_prompts_text[0].expand(text1.shape[0], -1, -1))
+    assert not torch.equal(text0[:, 1:1 + n], text1[:, 1:1 + n])
+    first, deep = pl.visual_prompts()
+    vision1 = seen[("vision", 1)]
+    assert vision1.shape[1] == 17 + n  # class token + 16 patches + n prompts
+    assert torch.allclose(vision1[:, -n:], deep[0].expand(2, -1, -1))
+
+
+def test_maple_fp32_works_and_widths_come_from_the_backbone(caltech_root, tiny_clip, tmp_path):
+    built = run_train(_flags(_args("MaPLe", caltech_root, tiny_clip, str(tmp_path / "m")), "--no-train"))
+    pl = built.model.prompt_learner
+    assert pl.proj.weight.dtype == torch.float32  # upstream halves it unconditionally and crashes in fp32
+    assert pl.proj.weight.shape == (built.model.image_encoder.width, built.model.text_encoder.width)
+    assert torch.equal(pl.compound_prompt_projections[0].weight, pl.compound_prompt_projections[0].weight)
+
+
+def test_kgcoop_loss_adds_weighted_knowledge_term(caltech_root, tiny_clip, tmp_path):
+    import torch.nn.functional as F
+
+    from models.prompted_clip import normalize
+
+    built = run_train(_flags(_args("KgCoOp", caltech_root, tiny_clip, str(tmp_path / "k")), "--no-train"))
+    model = built.model
+    image, label = next(iter(built.train_loader_x))["img"], next(iter(built.train_loader_x))["label"]
+    loss, logits = built.compute_loss(image, label)
+    g = normalize(model.text_features())
+    w = model.anchor_text_features
+    score = 1 - (g * w).sum(-1).div(g.norm(dim=-1) * w.norm(dim=-1)).mean()
+    assert torch.allclose(loss, F.cross_entropy(logits, label) + 8.0 * score, atol=1e-6)
+    assert model.prompt_learner.n_ctx == 4  # CTX_INIT "a photo of a" overrides N_CTX
+
+
+def test_kgcoop_official_yaml_ctx_init_true_is_read(tmp_path):
+    import train
+
+    official = tmp_path / "kg.yaml"
+    official.write_text("TRAINER:\n  COOP:\n    CTX_INIT: True\n")
+    cfg = train.setup_cfg(train.build_parser().parse_args(["--trainer", "KgCoOp", "--config-file", str(official)]))
+    assert cfg.TRAINER.COOP.CTX_INIT == "a photo of a"
+
+
+@pytest.mark.parametrize("trainer", ["MaPLe", "IVLP", "VPT", "CoCoOp"])
+def test_text_and_vision_widths_may_differ(trainer, caltech_root, tmp_path):
+    """Widths come from the backbone (ViT-B/16: 512 text, 768 vision; ViT-L/14: 768 / 1024)."""
+    from tools.toy import make_tiny_clip
+
+    clip = make_tiny_clip(str(tmp_path / "wide.pt"), width=64, vision_width=128, embed_dim=48)
+    built = run_train(_flags(_args(trainer, caltech_root, clip, str(tmp_path / "w")), "--no-train"))
+    with torch.no_grad():
+        assert built.model(torch.randn(2, 3, 32, 32)).shape == (2, 6)
