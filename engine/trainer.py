@@ -100,7 +100,7 @@ class TrainerBase:
                 fpath = os.path.join(path, f.readline().strip())
             print(f'Loading checkpoint from "{fpath}"')
             checkpoint = load_checkpoint(fpath)
-            self.load_state_dict_checked(name, checkpoint["state_dict"], strict_missing=True)
+            self.load_state_dict_checked(name, checkpoint["state_dict"], ignored=())
             print("Loaded model weights")
             if self._optims[name] is not None and checkpoint.get("optimizer"):
                 self._optims[name].load_state_dict(checkpoint["optimizer"])
@@ -136,16 +136,16 @@ class TrainerBase:
             checkpoint = load_checkpoint(model_path)
             state_dict = checkpoint["state_dict"]
             print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint.get("epoch")})')
-            self.load_state_dict_checked(name, state_dict, strict_missing=False)
+            self.load_state_dict_checked(name, state_dict, ignored=self.checkpoint_ignored_keys)
 
-    def load_state_dict_checked(self, name, state_dict, strict_missing):
-        """Load non-strictly (ignoring rebuilt buffers) but fail if a trainable tensor is absent."""
+    def load_state_dict_checked(self, name, state_dict, ignored=()):
+        """Load non-strictly, leaving out ``ignored`` keys (tensors rebuilt for the current classes), but
+        fail if any other trainable tensor is absent or has another shape."""
         model = self._models[name]
-        state_dict = OrderedDict(
-            (k[7:] if k.startswith("module.") else k, v) for k, v in state_dict.items()
-            if _basename(k) not in self.checkpoint_ignored_keys)
+        state_dict = OrderedDict((k[7:] if k.startswith("module.") else k, v) for k, v in state_dict.items())
         state_dict = self.adapt_checkpoint(name, state_dict)
-        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        state_dict = OrderedDict((k, v) for k, v in state_dict.items() if not _matches(k, ignored))
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad and not _matches(n, ignored)]
         missing = [n for n in trainable if n not in state_dict]
         if missing:
             raise UserError(f"checkpoint for {name} lacks trainable tensors {', '.join(missing[:5])}"
@@ -255,8 +255,9 @@ class TrainerBase:
         self.model_update(names)
 
 
-def _basename(key):
-    return key.rsplit(".", 1)[-1]
+def _matches(key, patterns):
+    """``key`` is one of ``patterns`` or ends with ``.<pattern>`` (e.g. token_prefix, VPT_fc.weight)."""
+    return any(key == p or key.endswith("." + p) for p in patterns)
 
 
 class SimpleTrainer(TrainerBase):
@@ -281,8 +282,11 @@ class SimpleTrainer(TrainerBase):
     def check_cfg(self, cfg):
         pass
 
+    # None: Dassl's rule for the last incomplete training batch; a trainer may fix it (SEP: never drop)
+    train_drop_last = None
+
     def build_data_loader(self):
-        dm = DataManager(self.cfg)
+        dm = DataManager(self.cfg, train_drop_last=self.train_drop_last)
         self.train_loader_x = dm.train_loader_x
         self.train_loader_u = dm.train_loader_u
         self.val_loader = dm.val_loader

@@ -91,6 +91,8 @@ _C.OPTIM.SGD_NESTEROV = False
 _C.OPTIM.RMSPROP_ALPHA = 0.99
 _C.OPTIM.ADAM_BETA1 = 0.9
 _C.OPTIM.ADAM_BETA2 = 0.999
+# Adam epsilon; from SEP's modified Dassl (only the "adam" optimizer reads it)
+_C.OPTIM.EPS = 1e-8
 _C.OPTIM.STAGED_LR = False
 _C.OPTIM.NEW_LAYERS = ()
 _C.OPTIM.BASE_LR_MULT = 0.1

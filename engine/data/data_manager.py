@@ -18,13 +18,14 @@ def build_sampler(sampler_type, data_source):
     return SAMPLERS[sampler_type](data_source)
 
 
-def build_data_loader(cfg, sampler_type, data_source, batch_size, tfm=None, is_train=True):
+def build_data_loader(cfg, sampler_type, data_source, batch_size, tfm=None, is_train=True, drop_last=None):
+    """``drop_last`` None = Dassl's rule: drop the incomplete last training batch when there is a full one."""
     loader = DataLoader(
         DatasetWrapper(cfg, data_source, transform=tfm, is_train=is_train),
         batch_size=batch_size,
         sampler=build_sampler(sampler_type, data_source),
         num_workers=cfg.DATALOADER.NUM_WORKERS,
-        drop_last=is_train and len(data_source) >= batch_size,
+        drop_last=(is_train and len(data_source) >= batch_size) if drop_last is None else drop_last,
         pin_memory=torch.cuda.is_available() and cfg.USE_CUDA,
     )
     if len(loader) == 0:
@@ -33,7 +34,7 @@ def build_data_loader(cfg, sampler_type, data_source, batch_size, tfm=None, is_t
 
 
 class DataManager:
-    def __init__(self, cfg, custom_tfm_train=None, custom_tfm_test=None, dataset_wrapper=None):
+    def __init__(self, cfg, custom_tfm_train=None, custom_tfm_test=None, dataset_wrapper=None, train_drop_last=None):
         dataset = build_dataset(cfg)
         if custom_tfm_train is None:
             tfm_train = build_transform(cfg, is_train=True)
@@ -47,7 +48,8 @@ class DataManager:
             tfm_test = custom_tfm_test
 
         self.train_loader_x = build_data_loader(
-            cfg, cfg.DATALOADER.TRAIN_X.SAMPLER, dataset.train_x, cfg.DATALOADER.TRAIN_X.BATCH_SIZE, tfm_train, True)
+            cfg, cfg.DATALOADER.TRAIN_X.SAMPLER, dataset.train_x, cfg.DATALOADER.TRAIN_X.BATCH_SIZE, tfm_train, True,
+            drop_last=train_drop_last)
         self.train_loader_u = None
         self.val_loader = None
         if dataset.val:

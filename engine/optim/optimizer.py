@@ -26,7 +26,7 @@ def build_optimizer(model, optim_cfg, param_groups=None):
             param_groups = model
 
     if name == "adam":
-        return torch.optim.Adam(param_groups, lr=lr, weight_decay=wd, betas=betas)
+        return torch.optim.Adam(param_groups, lr=lr, weight_decay=wd, betas=betas, eps=optim_cfg.EPS)
     if name == "amsgrad":
         return torch.optim.Adam(param_groups, lr=lr, weight_decay=wd, betas=betas, amsgrad=True)
     if name == "sgd":

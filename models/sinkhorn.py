@@ -1,0 +1,146 @@
+"""Entropic optimal transport (Sinkhorn-Knopp) for batches of problems of any leading shape.
+
+One solver serves every OT-based trainer. It reproduces the official ALIGN routine (align.md §3.6) when
+called with its settings, and generalises it:
+
+* ``cost`` (*batch, a, c): problems are solved side by side; marginals broadcast against it.
+* ``row_mask`` / ``col_mask``: problems with fewer rows or columns are padded to a common size. A padded
+  entry gets kernel 0, marginal 0 and scaling 0 (never 0/0), so a padded problem gives exactly the plan of
+  the unpadded one (align.md §4.5).
+* Stopping: the official rule is "mean |r - r_prev| over one call < threshold", checked after the row and
+  the column update. ``stop_group_dims`` says which problems share such a call: the last
+  ``stop_group_dims`` batch dimensions are pooled into one stopping group (0 = every problem stops on its
+  own; all batch dimensions = one group, as the official prompt-level call). A group that has stopped
+  keeps its scalings while the others iterate.
+* NaN fallback (official, align.md Q12): a group whose plan contains a NaN gets its kernel instead.
+* ``log_domain=True`` iterates on log-scalings (stable for small eps); its stopping rule is the same mean
+  over |log r - log r_prev| (a relative change), since r itself overflows there.
+* ``grad=False`` (official: plans are constants) runs without autograd; ``grad=True`` differentiates
+  through the iterations.
+"""
+import torch
+
+
+def sinkhorn(cost, row_marginal, col_marginal, eps, *, max_iter=100, threshold=1e-2, stop_group_dims=0,
+             row_mask=None, col_mask=None, log_domain=False, grad=False, nan_to_kernel=True, return_iterations=False):
+    """Transport plans (*batch, a, c) for the kernels exp(-cost / eps).
+
+    ``return_iterations=True`` also returns the number of iterations each stopping group ran
+    (shape = the batch dimensions before the pooled ones).
+    """
+    batch = cost.shape[:-2]
+    if not 0 <= stop_group_dims <= len(batch):
+        raise ValueError(f"stop_group_dims must be between 0 and {len(batch)} for cost of shape {tuple(cost.shape)}")
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+        solve = _log_sinkhorn if log_domain else _sinkhorn
+        plan, iterations = solve(cost if grad else cost.detach(), row_marginal, col_marginal, eps, max_iter,
+                                 threshold, stop_group_dims, row_mask, col_mask, nan_to_kernel)
+    return (plan, iterations) if return_iterations else plan
+
+
+def _prepare(cost, row_marginal, col_marginal, row_mask, col_mask):
+    *batch, a, c = cost.shape
+    u = torch.as_tensor(row_marginal, dtype=cost.dtype, device=cost.device).expand(*batch, a)
+    v = torch.as_tensor(col_marginal, dtype=cost.dtype, device=cost.device).expand(*batch, c)
+    rm = None if row_mask is None else torch.as_tensor(row_mask, device=cost.device).bool().expand(*batch, a)
+    cm = None if col_mask is None else torch.as_tensor(col_mask, device=cost.device).bool().expand(*batch, c)
+    valid = None  # (*batch, a, c) entries of the real problem
+    if rm is not None or cm is not None:
+        valid = torch.ones(cost.shape, dtype=torch.bool, device=cost.device)
+        if rm is not None:
+            valid = valid & rm[..., :, None]
+            u = u.masked_fill(~rm, 0)
+        if cm is not None:
+            valid = valid & cm[..., None, :]
+            v = v.masked_fill(~cm, 0)
+    return u, v, rm, cm, valid
+
+
+class _Groups:
+    """Bookkeeping of the per-group stopping rule over the pooled dimensions."""
+
+    def __init__(self, batch_shape, stop_group_dims, rm, device):
+        self.group_shape = batch_shape[:len(batch_shape) - stop_group_dims]
+        self.reduce = tuple(range(len(self.group_shape), len(batch_shape) + 1))  # pooled dims + the row dim
+        self.rm = rm
+        self.active = torch.ones(self.group_shape, dtype=torch.bool, device=device)
+        self.iterations = torch.zeros(self.group_shape, dtype=torch.long, device=device)
+        self.count = None if rm is None else rm.sum(self.reduce).clamp(min=1)
+
+    def expand(self, mask, extra_dims):
+        return mask.view(*self.group_shape, *([1] * (len(self.reduce) + extra_dims)))
+
+    def delta(self, new, old):
+        diff = (new - old).abs()
+        if self.rm is None:
+            return diff.mean(self.reduce)
+        return diff.masked_fill(~self.rm, 0).sum(self.reduce) / self.count
+
+    def step(self, delta, threshold):
+        """Count this iteration for the active groups, then retire those that converged; True if any remain."""
+        self.iterations += self.active.long()
+        self.active = self.active & ~(delta < threshold)
+        return bool(self.active.any())
+
+
+def _fallback(plan, kernel, groups, nan_to_kernel):
+    if not nan_to_kernel:
+        return plan
+    bad = torch.isnan(plan).flatten(len(groups.group_shape)).any(-1)
+    return torch.where(groups.expand(bad, 1), kernel, plan) if bool(bad.any()) else plan
+
+
+def _sinkhorn(cost, row_marginal, col_marginal, eps, max_iter, threshold, stop_group_dims, row_mask, col_mask,
+              nan_to_kernel):
+    u, v, rm, cm, valid = _prepare(cost, row_marginal, col_marginal, row_mask, col_mask)
+    kernel = torch.exp(-cost / eps)
+    if valid is not None:
+        kernel = kernel.masked_fill(~valid, 0)
+    r = torch.ones_like(u) if rm is None else rm.to(cost.dtype)
+    c = torch.ones_like(v) if cm is None else cm.to(cost.dtype)
+    groups = _Groups(cost.shape[:-2], stop_group_dims, rm, cost.device)
+    kernel_t = kernel.transpose(-1, -2)
+    for _ in range(max_iter):
+        # row update, then the column update with the new rows (official order)
+        r_new = u / _safe(torch.matmul(kernel, c.unsqueeze(-1)).squeeze(-1), rm)
+        c_new = v / _safe(torch.matmul(kernel_t, r_new.unsqueeze(-1)).squeeze(-1), cm)
+        delta = groups.delta(r_new, r)
+        keep = groups.expand(groups.active, 0)
+        r, c = torch.where(keep, r_new, r), torch.where(keep, c_new, c)
+        if not groups.step(delta, threshold):
+            break
+    plan = torch.matmul(r.unsqueeze(-1), c.unsqueeze(-2)) * kernel
+    return _fallback(plan, kernel, groups, nan_to_kernel), groups.iterations
+
+
+def _safe(denominator, mask):
+    # padded rows/columns: divide by 1 (their marginal is 0) so no 0/0 appears, not even in gradients
+    return denominator if mask is None else denominator.masked_fill(~mask, 1)
+
+
+def _log_sinkhorn(cost, row_marginal, col_marginal, eps, max_iter, threshold, stop_group_dims, row_mask, col_mask,
+                  nan_to_kernel):
+    u, v, rm, cm, valid = _prepare(cost, row_marginal, col_marginal, row_mask, col_mask)
+    log_kernel = -cost / eps
+    if valid is not None:
+        # a very negative finite value (not -inf) keeps every intermediate and gradient finite
+        log_kernel = log_kernel.masked_fill(~valid, torch.finfo(cost.dtype).min / 4)
+    log_u = torch.log(u if rm is None else u.masked_fill(~rm, 1))
+    log_v = torch.log(v if cm is None else v.masked_fill(~cm, 1))
+    f, g = torch.zeros_like(u), torch.zeros_like(v)
+    groups = _Groups(cost.shape[:-2], stop_group_dims, rm, cost.device)
+    for _ in range(max_iter):
+        f_new = log_u - torch.logsumexp(log_kernel + g.unsqueeze(-2), dim=-1)
+        if rm is not None:
+            f_new = f_new.masked_fill(~rm, 0)
+        g_new = log_v - torch.logsumexp(log_kernel + f_new.unsqueeze(-1), dim=-2)
+        if cm is not None:
+            g_new = g_new.masked_fill(~cm, 0)
+        delta = groups.delta(f_new, f)
+        keep = groups.expand(groups.active, 0)
+        f, g = torch.where(keep, f_new, f), torch.where(keep, g_new, g)
+        if not groups.step(delta, threshold):
+            break
+    plan = torch.exp(f.unsqueeze(-1) + log_kernel + g.unsqueeze(-2))
+    kernel = torch.exp(log_kernel)
+    return _fallback(plan, kernel, groups, nan_to_kernel), groups.iterations
