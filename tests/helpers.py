@@ -22,3 +22,16 @@ def run_train(args):
     import train
 
     return train.run(args)
+
+
+def with_flags(args, *flags):
+    """Insert train.py flags before the trailing KEY VALUE options of ``args``."""
+    i = args.index("MODEL.BACKBONE.NAME")
+    return args[:i] + list(flags) + args[i:]
+
+
+def saved_logits(out, split="test"):
+    """The logits a run wrote with TEST.SAVE_LOGITS True."""
+    import torch
+
+    return torch.load(os.path.join(out, f"logits_{split}.pt"), weights_only=False)

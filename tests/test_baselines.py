@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine.checkpoint import load_checkpoint
-from tests.helpers import coop_args, run_train
+from tests.helpers import coop_args, run_train, saved_logits, with_flags
 
 TRAINERS = {
     "CoCoOp": ("vit_b16_c4_ep10_batch1_ctxv1.yaml", ["TRAINER.COCOOP.PREC", "fp32"], {"prompt_learner"}),
@@ -38,18 +38,11 @@ def _args(trainer, root, clip, out, *extra, epochs=1):
                      config=cfg)
 
 
-def _flags(args, *flags):
-    i = args.index("MODEL.BACKBONE.NAME")
-    return args[:i] + list(flags) + args[i:]
-
-
-def _logits(out):
-    return torch.load(os.path.join(out, "logits_test.pt"), weights_only=False)["logits"]
 
 
 @pytest.mark.parametrize("trainer", sorted(TRAINERS))
 def test_steps_reduce_loss_train_exactly_the_prompts_and_keep_clip(trainer, caltech_root, tiny_clip, tmp_path):
-    built = run_train(_flags(_args(trainer, caltech_root, tiny_clip, str(tmp_path / "r"), "OPTIM.NAME", "sgd",
+    built = run_train(with_flags(_args(trainer, caltech_root, tiny_clip, str(tmp_path / "r"), "OPTIM.NAME", "sgd",
                                    "OPTIM.LR", "0.05", "OPTIM.WARMUP_EPOCH", "0", "INPUT.TRANSFORMS",
                                    "['normalize']"), "--no-train"))
     model = built.model
@@ -80,9 +73,9 @@ def test_save_eval_only_and_resume_give_identical_logits(trainer, caltech_root, 
                    for k in saved)
 
     ev = str(tmp_path / "eval")
-    run_train(_flags(_args(trainer, caltech_root, tiny_clip, ev), "--eval-only", "--model-dir", out, "--load-epoch",
+    run_train(with_flags(_args(trainer, caltech_root, tiny_clip, ev), "--eval-only", "--model-dir", out, "--load-epoch",
                      "2"))
-    assert torch.equal(_logits(ev), _logits(out))
+    assert torch.equal(saved_logits(ev)["logits"], saved_logits(out)["logits"])
 
     from engine.trainer import TrainerX
 
@@ -99,7 +92,7 @@ def test_save_eval_only_and_resume_give_identical_logits(trainer, caltech_root, 
         run_train(_args(trainer, caltech_root, tiny_clip, killed, epochs=2))
     monkeypatch.setattr(TrainerX, "run_epoch", real)
     run_train(_args(trainer, caltech_root, tiny_clip, killed, epochs=2))
-    assert torch.equal(_logits(killed), _logits(out))
+    assert torch.equal(saved_logits(killed)["logits"], saved_logits(out)["logits"])
 
 
 def _official_layout(trainer, state):
@@ -132,9 +125,9 @@ def test_official_whole_model_checkpoints_load(trainer, caltech_root, tiny_clip,
     torch.save({"state_dict": _official_layout(trainer, ours["state_dict"]), "epoch": 1, "optimizer": None,
                 "scheduler": None, "val_result": None}, os.path.join(official, name, "model.pth.tar-1"))
     ev = str(tmp_path / "eval")
-    run_train(_flags(_args(trainer, caltech_root, tiny_clip, ev), "--eval-only", "--model-dir", official,
+    run_train(with_flags(_args(trainer, caltech_root, tiny_clip, ev), "--eval-only", "--model-dir", official,
                      "--load-epoch", "1"))
-    assert torch.equal(_logits(ev), _logits(out))
+    assert torch.equal(saved_logits(ev)["logits"], saved_logits(out)["logits"])
 
 
 def test_checkpoint_from_another_trainer_is_refused(caltech_root, tiny_clip, tmp_path):
@@ -143,13 +136,13 @@ def test_checkpoint_from_another_trainer_is_refused(caltech_root, tiny_clip, tmp
                         epochs=1))
     os.rename(os.path.join(out, "prompt_learner"), os.path.join(out, "VLPromptLearner"))
     with pytest.raises(SystemExit):
-        run_train(_flags(_args("IVLP", caltech_root, tiny_clip, str(tmp_path / "e")), "--eval-only", "--model-dir",
+        run_train(with_flags(_args("IVLP", caltech_root, tiny_clip, str(tmp_path / "e")), "--eval-only", "--model-dir",
                          out, "--load-epoch", "1"))
 
 
 def test_deep_prompts_sit_where_upstream_puts_them(caltech_root, tiny_clip, tmp_path):
     """MaPLe: text rows 1..n and the last n vision tokens equal the layer's prompts before block 1 only."""
-    built = run_train(_flags(_args("MaPLe", caltech_root, tiny_clip, str(tmp_path / "m")), "--no-train"))
+    built = run_train(with_flags(_args("MaPLe", caltech_root, tiny_clip, str(tmp_path / "m")), "--no-train"))
     model, pl = built.model, built.model.prompt_learner
     seen = {}
 
@@ -175,7 +168,7 @@ def test_deep_prompts_sit_where_upstream_puts_them(caltech_root, tiny_clip, tmp_
 
 
 def test_maple_fp32_works_and_widths_come_from_the_backbone(caltech_root, tiny_clip, tmp_path):
-    built = run_train(_flags(_args("MaPLe", caltech_root, tiny_clip, str(tmp_path / "m")), "--no-train"))
+    built = run_train(with_flags(_args("MaPLe", caltech_root, tiny_clip, str(tmp_path / "m")), "--no-train"))
     pl = built.model.prompt_learner
     assert pl.proj.weight.dtype == torch.float32  # upstream halves it unconditionally and crashes in fp32
     assert pl.proj.weight.shape == (built.model.image_encoder.width, built.model.text_encoder.width)
@@ -187,7 +180,7 @@ def test_kgcoop_loss_adds_weighted_knowledge_term(caltech_root, tiny_clip, tmp_p
 
     from models.prompted_clip import normalize
 
-    built = run_train(_flags(_args("KgCoOp", caltech_root, tiny_clip, str(tmp_path / "k")), "--no-train"))
+    built = run_train(with_flags(_args("KgCoOp", caltech_root, tiny_clip, str(tmp_path / "k")), "--no-train"))
     model = built.model
     image, label = next(iter(built.train_loader_x))["img"], next(iter(built.train_loader_x))["label"]
     loss, logits = built.compute_loss(image, label)
@@ -213,6 +206,6 @@ def test_text_and_vision_widths_may_differ(trainer, caltech_root, tmp_path):
     from tools.toy import make_tiny_clip
 
     clip = make_tiny_clip(str(tmp_path / "wide.pt"), width=64, vision_width=128, embed_dim=48)
-    built = run_train(_flags(_args(trainer, caltech_root, clip, str(tmp_path / "w")), "--no-train"))
+    built = run_train(with_flags(_args(trainer, caltech_root, clip, str(tmp_path / "w")), "--no-train"))
     with torch.no_grad():
         assert built.model(torch.randn(2, 3, 32, 32)).shape == (2, 6)

@@ -6,13 +6,9 @@ import torch
 
 from engine.checkpoint import load_checkpoint
 from engine.trainer import TrainerX
-from tests.helpers import coop_args, run_train
+from tests.helpers import coop_args, run_train, saved_logits, with_flags
 
 AUG = ["INPUT.TRANSFORMS", "['random_resized_crop', 'random_flip', 'normalize']"]
-
-
-def _logits(out, split="test"):
-    return torch.load(os.path.join(out, f"logits_{split}.pt"), weights_only=False)
 
 
 def test_train_checkpoint_eval_only_round_trip(caltech_root, tiny_clip, tmp_path):
@@ -28,7 +24,7 @@ def test_train_checkpoint_eval_only_round_trip(caltech_root, tiny_clip, tmp_path
     assert state["state_dict"]["ctx"].shape == (4, 64) and state["epoch"] == 2
     log = open(os.path.join(out, "log.txt")).read()
     assert "Finish training" in log and "* accuracy:" in log and "epoch [2/2] batch [3/3]" in log
-    trained = _logits(out)
+    trained = saved_logits(out)
     assert trained["logits"].shape == (18, 6) and len(trained["impaths"]) == 18
     assert trained["labels"].tolist() == sorted(trained["labels"].tolist())  # test-loader order
 
@@ -38,26 +34,15 @@ def test_train_checkpoint_eval_only_round_trip(caltech_root, tiny_clip, tmp_path
                           "TRAINER.COOP.PREC", "fp32")[:12] + ["--eval-only", "--model-dir", out, "--load-epoch", "2"]
               + coop_args(caltech_root, tiny_clip, ev, "TEST.SAVE_LOGITS", "True", "TRAINER.COOP.N_CTX", "4",
                           "TRAINER.COOP.PREC", "fp32")[12:])
-    assert torch.equal(_logits(ev)["logits"], trained["logits"])
+    assert torch.equal(saved_logits(ev)["logits"], trained["logits"])
     assert 'Loading weights to prompt_learner from' in open(os.path.join(ev, "log.txt")).read()
     assert trainer.model.prompt_learner.ctx.requires_grad
-
-
-def _split_args(args):
-    """Flags must come before the trailing KEY VALUE options."""
-    i = args.index("MODEL.BACKBONE.NAME")
-    return args[:i], args[i:]
-
-
-def _with_flags(args, *flags):
-    head, tail = _split_args(args)
-    return head + list(flags) + tail
 
 
 def test_only_prompt_gets_gradients_and_clip_stays_bit_identical(caltech_root, tiny_clip, tmp_path):
     args = coop_args(caltech_root, tiny_clip, str(tmp_path / "r"), "TRAINER.COOP.N_CTX", "4",
                      "TRAINER.COOP.PREC", "fp32", "OPTIM.NAME", "sgd", "OPTIM.LR", "0.5", *AUG)
-    trainer = run_train(_with_flags(args, "--no-train"))
+    trainer = run_train(with_flags(args, "--no-train"))
     model = trainer.model
     frozen = {k: v.clone() for k, v in model.state_dict().items() if "prompt_learner" not in k}
     ctx0 = model.prompt_learner.ctx.detach().clone()
@@ -97,7 +82,7 @@ def test_killed_run_resumes_to_the_same_result(caltech_root, tiny_clip, tmp_path
     run_train(coop_args(caltech_root, tiny_clip, killed, *common, epochs=3))
     resumed_log = [f for f in os.listdir(killed) if f.startswith("log.txt-")]
     assert resumed_log and "Previous epoch: 2" in open(os.path.join(killed, resumed_log[0])).read()
-    assert torch.equal(_logits(killed)["logits"], _logits(full)["logits"])
+    assert torch.equal(saved_logits(killed)["logits"], saved_logits(full)["logits"])
 
 
 def test_init_weights_start_from_a_checkpoint(caltech_root, tiny_clip, tmp_path):
@@ -105,7 +90,7 @@ def test_init_weights_start_from_a_checkpoint(caltech_root, tiny_clip, tmp_path)
     run_train(coop_args(caltech_root, tiny_clip, first, "TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.PREC", "fp32",
                         epochs=1))
     ckpt_path = os.path.join(first, "prompt_learner", "model.pth.tar-1")
-    trainer = run_train(_with_flags(coop_args(
+    trainer = run_train(with_flags(coop_args(
         caltech_root, tiny_clip, str(tmp_path / "b"), "TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.PREC", "fp32",
         "MODEL.INIT_WEIGHTS", ckpt_path), "--no-train"))
     assert torch.equal(trainer.model.prompt_learner.ctx.detach(), load_checkpoint(ckpt_path)["state_dict"]["ctx"])
@@ -113,7 +98,7 @@ def test_init_weights_start_from_a_checkpoint(caltech_root, tiny_clip, tmp_path)
 
 @pytest.mark.parametrize("position", ["middle", "front"])
 def test_class_token_positions_keep_length_and_end_token(caltech_root, tiny_clip, tmp_path, position):
-    trainer = run_train(_with_flags(coop_args(
+    trainer = run_train(with_flags(coop_args(
         caltech_root, tiny_clip, str(tmp_path / position), "TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.PREC", "fp32",
         "TRAINER.COOP.CLASS_TOKEN_POSITION", position), "--no-train"))
     pl = trainer.model.prompt_learner
@@ -127,11 +112,11 @@ def test_class_token_positions_keep_length_and_end_token(caltech_root, tiny_clip
 
 
 def test_csc_and_word_init(caltech_root, tiny_clip, tmp_path):
-    trainer = run_train(_with_flags(coop_args(caltech_root, tiny_clip, str(tmp_path / "c"), "TRAINER.COOP.N_CTX",
+    trainer = run_train(with_flags(coop_args(caltech_root, tiny_clip, str(tmp_path / "c"), "TRAINER.COOP.N_CTX",
                                               "4", "TRAINER.COOP.CSC", "True", "TRAINER.COOP.PREC", "fp32"),
                                     "--no-train"))
     assert trainer.model.prompt_learner.ctx.shape == (6, 4, 64)
-    trainer = run_train(_with_flags(coop_args(caltech_root, tiny_clip, str(tmp_path / "w"),
+    trainer = run_train(with_flags(coop_args(caltech_root, tiny_clip, str(tmp_path / "w"),
                                               "TRAINER.COOP.CTX_INIT", "a photo of a", "TRAINER.COOP.PREC", "fp32"),
                                     "--no-train"))
     pl = trainer.model.prompt_learner
@@ -144,9 +129,9 @@ def test_csc_and_word_init(caltech_root, tiny_clip, tmp_path):
 
 def test_zero_shot_and_ensemble(caltech_root, tiny_clip, tmp_path):
     zs = str(tmp_path / "zs")
-    trainer = run_train(_with_flags(coop_args(caltech_root, tiny_clip, zs, "TEST.SAVE_LOGITS", "True",
+    trainer = run_train(with_flags(coop_args(caltech_root, tiny_clip, zs, "TEST.SAVE_LOGITS", "True",
                                               trainer="ZeroshotCLIP", config=None), "--eval-only"))
-    assert _logits(zs)["logits"].shape == (18, 6)
+    assert saved_logits(zs)["logits"].shape == (18, 6)
     assert "load_model() is skipped" in open(os.path.join(zs, "log.txt")).read()
     from models import tokenize
     from models.prompted_clip import normalize
@@ -155,8 +140,8 @@ def test_zero_shot_and_ensemble(caltech_root, tiny_clip, tmp_path):
         names = ["accordion", "airplane", "anchor", "ant", "barrel", "bass"]
         ref = normalize(trainer.model.text_encoder.encode_tokens(tokenize([f"a photo of a {n}." for n in names])))
         assert torch.allclose(trainer.model.class_embeddings(), ref, atol=1e-6)
-    trainer2 = run_train(_with_flags(coop_args(caltech_root, tiny_clip, str(tmp_path / "zs2"),
+    trainer2 = run_train(with_flags(coop_args(caltech_root, tiny_clip, str(tmp_path / "zs2"),
                                                trainer="ZeroshotCLIP2", config=None), "--eval-only"))
-    trainer3 = run_train(_with_flags(coop_args(caltech_root, tiny_clip, str(tmp_path / "zs3"),
+    trainer3 = run_train(with_flags(coop_args(caltech_root, tiny_clip, str(tmp_path / "zs3"),
                                                trainer="ZeroshotCLIP2", config=None), "--eval-only"))
     assert len(trainer2.templates()) == 8 and trainer3.templates() == trainer2.templates()  # no accumulation

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.checkpoint import load_checkpoint
-from tests.helpers import coop_args, run_train
+from tests.helpers import coop_args, run_train, saved_logits, with_flags
 from trainers.sep import LAYER_LISTS, TokenFusion, layer_list
 
 SEP_OPTS = ["TRAINER.COOP.PREC", "fp32", "TRAINER.COOP.N_CTX", "6", "TRAINER.COOP.N_CTX_V", "4",
@@ -20,13 +20,6 @@ def _args(root, clip, out, *extra, epochs=1):
                      config="vit_b32_ep50_ctxv1.yaml")
 
 
-def _flags(args, *flags):
-    i = args.index("MODEL.BACKBONE.NAME")
-    return args[:i] + list(flags) + args[i:]
-
-
-def _logits(out):
-    return torch.load(os.path.join(out, "logits_test.pt"), weights_only=False)["logits"]
 
 
 def test_layer_lists_follow_the_official_table():
@@ -78,7 +71,7 @@ def test_token_fusion_matches_hand_computation(per_sample):
 
 
 def _build(root, clip, tmp_path, *extra):
-    return run_train(_flags(_args(root, clip, str(tmp_path / "b"), *extra), "--no-train"))
+    return run_train(with_flags(_args(root, clip, str(tmp_path / "b"), *extra), "--no-train"))
 
 
 def test_trainable_set_loss_terms_and_training(caltech_root, tiny_clip, tmp_path):
@@ -166,8 +159,8 @@ def test_save_eval_only_resume_round_trip(caltech_root, tiny_clip, tmp_path, mon
     state = load_checkpoint(os.path.join(out, "prompt_learner", "model.pth.tar-2"))["state_dict"]
     assert "VPT_fc.weight" in state and not any(k.startswith(("image_encoder.", "text_encoder.")) for k in state)
     ev = str(tmp_path / "eval")
-    run_train(_flags(_args(caltech_root, tiny_clip, ev), "--eval-only", "--model-dir", out, "--load-epoch", "2"))
-    assert torch.equal(_logits(ev), _logits(out))
+    run_train(with_flags(_args(caltech_root, tiny_clip, ev), "--eval-only", "--model-dir", out, "--load-epoch", "2"))
+    assert torch.equal(saved_logits(ev)["logits"], saved_logits(out)["logits"])
     assert "Prototype classifier" not in open(os.path.join(ev, "log.txt")).read()  # not needed for eval
 
     from engine.trainer import TrainerX
@@ -185,7 +178,7 @@ def test_save_eval_only_resume_round_trip(caltech_root, tiny_clip, tmp_path, mon
         run_train(_args(caltech_root, tiny_clip, killed, epochs=2))
     monkeypatch.setattr(TrainerX, "run_epoch", real)
     run_train(_args(caltech_root, tiny_clip, killed, epochs=2))
-    assert torch.equal(_logits(killed), _logits(out))
+    assert torch.equal(saved_logits(killed)["logits"], saved_logits(out)["logits"])
 
 
 def test_official_checkpoint_names_load(caltech_root, tiny_clip, tmp_path):
@@ -209,9 +202,9 @@ def test_official_checkpoint_names_load(caltech_root, tiny_clip, tmp_path):
     os.makedirs(tmp_path / "official" / "prompt_learner")
     torch.save({"state_dict": official, "epoch": 1}, tmp_path / "official" / "prompt_learner" / "model.pth.tar-1")
     ev = str(tmp_path / "eval")
-    run_train(_flags(_args(caltech_root, tiny_clip, ev), "--eval-only", "--model-dir", str(tmp_path / "official"),
+    run_train(with_flags(_args(caltech_root, tiny_clip, ev), "--eval-only", "--model-dir", str(tmp_path / "official"),
                      "--load-epoch", "1"))
-    assert torch.equal(_logits(ev), _logits(out))
+    assert torch.equal(saved_logits(ev)["logits"], saved_logits(out)["logits"])
 
 
 @pytest.mark.parametrize("prec", ["amp", "fp16"])
@@ -219,7 +212,7 @@ def test_other_precisions_run(caltech_root, tiny_clip, tmp_path, prec):
     """fp16 falls back to fp32 on a CPU; amp autocasts (upstream: both crash)."""
     out = str(tmp_path / prec)
     run_train(_args(caltech_root, tiny_clip, out, "TRAINER.COOP.PREC", prec))
-    assert torch.isfinite(_logits(out)).all()
+    assert torch.isfinite(saved_logits(out)["logits"]).all()
 
 
 def test_official_yaml_runs_unchanged(tmp_path):
