@@ -34,10 +34,17 @@ def causal_mask(length, dtype, device):
 
 
 class TextEncoder(nn.Module):
-    """Frozen CLIP text tower taking already-embedded prompts (N, L, D) and their end-token positions."""
+    """Frozen CLIP text tower taking already-embedded prompts (N, L, D) and their end-token positions.
+
+    ``length`` (an int known without looking at device tensors) cuts the sequences before encoding: with
+    the causal mask, positions after the longest end token change neither the pooled feature nor any
+    earlier token, so the result is the same within float rounding at a fraction of the cost.
+    ``truncate = False`` (``MODEL.TEXT_TRUNCATE False``) always encodes the full context, as upstream.
+    """
 
     def __init__(self, clip_model):
         super().__init__()
+        self.truncate = True
         self.transformer = clip_model.transformer
         self.token_embedding = clip_model.token_embedding
         self.positional_embedding = clip_model.positional_embedding
@@ -64,7 +71,9 @@ class TextEncoder(nn.Module):
         """Token embeddings of ``tokens`` (N, L) in the encoder's dtype (for fixed prompt parts)."""
         return self.token_embedding(tokens).to(self.dtype)
 
-    def forward(self, prompts, eot_indices, layer_hook=None, return_tokens=False):
+    def forward(self, prompts, eot_indices, layer_hook=None, return_tokens=False, length=None):
+        if length is not None and self.truncate and not return_tokens:
+            prompts = prompts[:, :length]
         x = prompts + self.positional_embedding[: prompts.shape[1]].to(self.dtype)
         x = _run_blocks(self.transformer, x, causal_mask, layer_hook)
         x = self.ln_final(x).to(self.dtype)

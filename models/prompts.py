@@ -88,6 +88,8 @@ class ClassPromptLearner(torch.nn.Module):
         self.register_buffer("token_prefix", prefix)
         self.register_buffer("token_suffix", suffix)
         self.register_buffer("tokenized_prompts", tokens, persistent=False)
+        # tokens up to the longest end token: all the text encoder needs (see TextEncoder ``length``)
+        self.text_length = int(tokens.argmax(dim=-1).max()) + 1
 
     @property
     def eot_indices(self):

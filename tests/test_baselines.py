@@ -209,3 +209,20 @@ def test_text_and_vision_widths_may_differ(trainer, caltech_root, tmp_path):
     built = run_train(with_flags(_args(trainer, caltech_root, clip, str(tmp_path / "w")), "--no-train"))
     with torch.no_grad():
         assert built.model(torch.randn(2, 3, 32, 32)).shape == (2, 6)
+
+
+@pytest.mark.parametrize("trainer", ["CoCoOp", "IVLP", "MaPLe", "SEP"])
+def test_text_truncation_and_eval_cache_keep_the_logits(trainer, caltech_root, tiny_clip, tmp_path):
+    """The exact speed-ups (MODEL.TEXT_TRUNCATE, TEST.CACHE_TEXT_FEATURES) against upstream's full path."""
+    if trainer == "SEP":
+        args = lambda out, *x: coop_args(caltech_root, tiny_clip, out, "TRAINER.COOP.PREC", "fp32",  # noqa: E731
+                                         "TRAINER.COOP.N_CTX", "6", "TRAINER.COOP.N_CTX_V", "4", "TEST.SAVE_LOGITS",
+                                         "True", *x, trainer="SEP", config="vit_b32_ep50_ctxv1.yaml")
+    else:
+        args = lambda out, *x: _args(trainer, caltech_root, tiny_clip, out, *x)  # noqa: E731
+    fast, slow = str(tmp_path / "fast"), str(tmp_path / "slow")
+    run_train(with_flags(args(fast), "--eval-only"))
+    run_train(with_flags(args(slow, "MODEL.TEXT_TRUNCATE", "False", "TEST.CACHE_TEXT_FEATURES", "False"),
+                         "--eval-only"))
+    a, b = saved_logits(fast)["logits"], saved_logits(slow)["logits"]
+    assert torch.allclose(a, b, atol=1e-4) and torch.equal(a.argmax(1), b.argmax(1))

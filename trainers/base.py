@@ -57,6 +57,7 @@ class PromptTrainer(TrainerX):
         clip_model = clip_model if clip_model is not None else self.load_clip()
         print("Building custom CLIP")
         self.model = build(clip_model)
+        self.model.text_encoder.truncate = self.cfg.MODEL.TEXT_TRUNCATE
         print("Turning off gradients in both the image and the text encoder")
         for name, param in self.model.named_parameters():
             param.requires_grad_(trainable in name)
@@ -84,7 +85,7 @@ class PromptTrainer(TrainerX):
     def forward_backward(self, batch):
         image, label = self.parse_batch_train(batch)[:2]
         if self.prec == "amp":
-            with torch.autocast(device_type=self.device.type):
+            with self.autocast():
                 loss, logits = self.compute_loss(image, label)
             self.model_zero_grad()
             self.scaler.scale(loss).backward()
@@ -101,15 +102,18 @@ class PromptTrainer(TrainerX):
             self.update_lr()
         return summary
 
+    def autocast(self):
+        """Mixed precision for PREC amp; a no-op context otherwise."""
+        return torch.autocast(device_type=self.device.type, enabled=self.prec == "amp")
+
     def model_inference(self, input):
-        if self.prec == "amp":
-            with torch.autocast(device_type=self.device.type):
-                return self.model(input)
-        return self.model(input)
+        with self.autocast():
+            return self.model(input)
 
     def before_test(self, split):
-        if hasattr(self.model, "cache_text_features"):
-            self.model.cache_text_features()
+        if self.cfg.TEST.CACHE_TEXT_FEATURES and hasattr(self.model, "cache_text_features"):
+            with self.autocast():
+                self.model.cache_text_features()
 
     def after_test(self, split):
         if hasattr(self.model, "clear_text_cache"):

@@ -58,7 +58,8 @@ class CoCoOpCLIP(PromptedCLIP):
         for start in range(0, b, self.text_chunk_images):
             chunk = prompts[start:start + self.text_chunk_images]
             n = chunk.shape[0]
-            text = normalize(self.text_encoder(chunk.reshape(n * n_cls, *chunk.shape[2:]), eot[:n * n_cls]))
+            text = normalize(self.text_encoder(chunk.reshape(n * n_cls, *chunk.shape[2:]), eot[:n * n_cls],
+                                               length=self.prompt_learner.text_length))
             text = text.reshape(n, n_cls, -1)
             logits.append(torch.einsum("bd,bcd->bc", image_features[start:start + n], text))
         return self.logit_scale.exp() * torch.cat(logits)

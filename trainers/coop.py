@@ -53,7 +53,8 @@ class CoOpCLIP(PromptedCLIP):
 
     def text_features(self):
         # the end token sits where the placeholder sentence had it, whatever the class-token position
-        return self.text_encoder(self.prompt_learner(), self.prompt_learner.eot_indices)
+        pl = self.prompt_learner
+        return self.text_encoder(pl(), pl.eot_indices, length=pl.text_length)
 
 
 @TRAINER_REGISTRY.register()

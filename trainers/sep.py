@@ -149,9 +149,12 @@ class SEPPromptLearner(ClassPromptLearner):
             current = x[:, 1:1 + n]
             if self.per_input_selection:
                 # each class prompt's own top-n among SOS and its tokens up to EOT (context slots excluded)
-                valid = (positions > n) & (positions.unsqueeze(0) <= eot_indices.unsqueeze(1))
+                # a prompt with fewer such tokens than n takes the padding right after its end token, which
+                # lies within the first 1 + 2n positions like the official slice
+                pos = positions[: x.shape[1]]
+                valid = (pos > n) & (pos.unsqueeze(0) <= eot_indices.unsqueeze(1))
                 valid[:, 0] = True
-                score = x.float().pow(2).mean(dim=-1).masked_fill(~valid, float("-inf"))
+                score = torch.where(valid, x.float().pow(2).mean(dim=-1), -1e4 - pos.float())
                 pretrained = gather_tokens(x, score.topk(n, dim=-1).indices)
             else:  # official: the n positions right after the context (Q4)
                 pretrained = x[:, 1 + n:1 + 2 * n]
@@ -196,7 +199,10 @@ class SEPCLIP(PromptedCLIP):
     def text_features(self):
         """f_txt = norm(norm(t_sep) + t_clip) (§3.6)."""
         pl = self.prompt_learner
-        t_sep = self.text_encoder(pl.assemble(), pl.eot_indices, layer_hook=pl.text_hook(pl.eot_indices))
+        # the fusion reads the n positions after the context, padding included: keep them (1 + 2n)
+        length = max(pl.text_length, 1 + 2 * pl.n_ctx)
+        t_sep = self.text_encoder(pl.assemble(), pl.eot_indices, layer_hook=pl.text_hook(pl.eot_indices),
+                                  length=length)
         return normalize(normalize(t_sep) + self.frozen_text_features.to(t_sep.dtype))
 
     @torch.no_grad()

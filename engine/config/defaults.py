@@ -74,6 +74,8 @@ _C.MODEL.BACKBONE.NAME = ""
 _C.MODEL.BACKBONE.PRETRAINED = True
 # vlprompt: local CLIP weights (OpenAI JIT archive or OpenAI-format state dict) instead of the download
 _C.MODEL.BACKBONE.PATH = ""
+# vlprompt: encode class prompts only up to their longest end token (exact: causal mask); False = upstream
+_C.MODEL.TEXT_TRUNCATE = True
 _C.MODEL.HEAD = CN()
 _C.MODEL.HEAD.NAME = ""
 _C.MODEL.HEAD.HIDDEN_LAYERS = ()
@@ -123,6 +125,9 @@ _C.TEST.SPLIT = "test"
 _C.TEST.FINAL_MODEL = "last_step"
 # vlprompt: also write <OUTPUT_DIR>/logits_<split>.pt (logits, labels, impaths) at each evaluation
 _C.TEST.SAVE_LOGITS = False
+# vlprompt: encode the class prompts once per evaluation when they do not depend on the image (exact);
+# False recomputes them for every test batch, as upstream
+_C.TEST.CACHE_TEXT_FEATURES = True
 
 _C.TRAINER = CN()
 _C.TRAINER.NAME = ""
