@@ -1,0 +1,366 @@
+"""Sweeps (tools/sweep.py, scripts/<method>/*.sh), results tables (tools/parse_results.py) and plots
+(tools/plot_results.py)."""
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import types
+
+import pytest
+
+from tests.datasets.fakes import make_dtd
+from tests.helpers import make_caltech
+from tools import parse_results as pr
+from tools import plot_results, sweep
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIX = os.path.join(REPO, "tests", "fixtures")
+METHODS = ["zsclip", "coop", "cocoop", "maple", "ivlp", "vpt", "kgcoop", "sep", "align"]
+B2N_RUN = os.path.join("base2new", "{}", "{}", "shots_16", "CoOp", "vit_b16_ctxv1", "seed{}")
+
+
+def tiny_opts(clip):
+    return ["MODEL.BACKBONE.NAME", "custom", "MODEL.BACKBONE.PATH", clip, "INPUT.SIZE", "(32, 32)",
+            "DATALOADER.NUM_WORKERS", "0", "TRAINER.COOP.PREC", "fp32", "OPTIM.MAX_EPOCH", "2",
+            "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "DATALOADER.TEST.BATCH_SIZE", "16"]
+
+
+def run_script(method, protocol, args, env):
+    env = {**os.environ, "PYTHON": sys.executable, **env}
+    return subprocess.run(["bash", f"scripts/{method}/{protocol}.sh", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def b2n_cells(root):
+    return {k: v for k, v in pr.collect(root).cells.items() if k[0] == "base2new"}
+
+
+# ----------------------------------------------------------------------------------------------------
+# The real thing: train.py on a tiny random CLIP and two generated datasets
+# ----------------------------------------------------------------------------------------------------
+
+def test_base2new_sweep_end_to_end_kill_and_resume(tmp_path, tiny_clip):
+    data = make_caltech(str(tmp_path / "data"))
+    make_dtd(data).write_split(data)
+    a, b = str(tmp_path / "A"), str(tmp_path / "B")
+    env = {"DATA": data, "SEEDS": "1 2", "OPTS": shlex.join(tiny_opts(tiny_clip))}
+
+    # 1. two datasets x two seeds, uninterrupted, two runs at a time
+    r = run_script("coop", "base2new", ["caltech101", "dtd", "--launch", "fork", "--jobs", "2"], {**env, "OUTPUT": a})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "8 runs: 0 done, 8 to run" in r.stdout
+    for d in ("caltech101", "dtd"):
+        for s in (1, 2):
+            for phase in ("train_base", "test_new"):
+                assert os.path.isfile(os.path.join(a, B2N_RUN.format(phase, d, s), "done.json"))
+    run_dir = os.path.join(a, B2N_RUN.format("test_new", "dtd", 1))
+    for name in ("sweep.json", "command.sh", "config.yaml", "log.txt", "sweep_output.txt"):
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+    rec = json.load(open(os.path.join(run_dir, "sweep.json")))
+    assert rec["command"][1:3] == ["train.py", "--root"] and "--eval-only" in rec["command"]
+    assert rec["command"][rec["command"].index("--load-epoch") + 1] == "2"  # the config's MAX_EPOCH
+    assert rec["git"]["commit"] and rec["packages"]["torch"]
+    assert "SUBSAMPLE_CLASSES: new" in open(os.path.join(run_dir, "config.yaml")).read()
+    # the table is printed at the end: per dataset rows and the Average
+    table = r.stdout[r.stdout.index("Base-to-new"):]
+    assert "Caltech101" in table and "DTD" in table and "Average" in table and "CoOp" in table
+    cells_a = b2n_cells(a)
+    assert {k[2] for k in cells_a} == {"caltech101", "dtd"}
+    assert all(set(v) == {1, 2} for v in cells_a.values())
+
+    # 2. the same sweep, but the training run dtd/seed2 is killed (SIGKILL) after its first epoch
+    shutil.copytree(a, b)
+    victim = os.path.join(b, B2N_RUN.format("train_base", "dtd", 2))
+    shutil.rmtree(victim)
+    shutil.rmtree(os.path.join(b, B2N_RUN.format("test_new", "dtd", 2)))
+    crash = {"CRASH_OUTPUT_DIR": victim, "CRASH_AFTER_EPOCH": "1"}
+    r = run_script("coop", "base2new", ["caltech101", "dtd", "--python",
+                                        f"{sys.executable} {os.path.join(FIX, 'crash_train.py')}"],
+                   {**env, **crash, "OUTPUT": b})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAILED" in r.stdout and "exit status -9" in r.stdout and "blocked" in r.stdout
+    assert os.path.isfile(os.path.join(victim, "prompt_learner", "model.pth.tar-1"))
+    assert not os.path.exists(os.path.join(victim, "prompt_learner", "model.pth.tar-2"))
+    assert not os.path.exists(os.path.join(victim, "done.json"))
+    res = pr.collect(b)  # the unfinished run is not counted
+    assert victim in res.skipped
+    assert set(res.cells[("base2new", "CoOp", "dtd", 16, "base")]) == {1}
+
+    # 3. rerunning the sweep does only the missing work: resume the killed run, then its evaluation
+    r = run_script("coop", "base2new", ["caltech101", "dtd", "--launch", "fork"], {**env, "OUTPUT": b})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "8 runs: 6 done, 2 to run" in r.stdout
+    assert "resuming, partial (epoch 1)" in r.stdout
+    done = json.load(open(os.path.join(victim, "done.json")))
+    assert done["log"] != "log.txt" and done["final_epoch"] == 2  # a second log, as Dassl names it
+    resumed_log = open(os.path.join(victim, done["log"])).read()
+    assert "will resume training" in resumed_log and "epoch [1/2]" not in resumed_log
+    assert json.load(open(os.path.join(victim, "sweep.json")))["attempts"] == 2
+
+    # the final table equals the uninterrupted sweep's
+    assert b2n_cells(b) == cells_a
+    render = lambda root: pr.render(pr.build_tables(pr.collect(root)), "csv")  # noqa: E731
+    assert render(b) == render(a)
+
+    # 4. a complete sweep reruns nothing (and does not even import train.py)
+    r = run_script("coop", "base2new", ["caltech101", "dtd", "--launch", "fork", "--no-table"],
+                   {**env, "OUTPUT": a})
+    assert r.returncode == 0 and "8 runs: 8 done, 0 to run" in r.stdout
+
+
+# ----------------------------------------------------------------------------------------------------
+# The driver's queue with a stand-in for train.py (fast)
+# ----------------------------------------------------------------------------------------------------
+
+def fake_sweep(tmp_path, monkeypatch, *args, protocol="base2new", method="coop"):
+    monkeypatch.setenv("FAKE_TRAIN_LOG", str(tmp_path / "fake.jsonl"))
+    monkeypatch.setenv("FAKE_SLEEP", "0.3")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = sweep.main([protocol, method, "--root", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
+                           "--python", f"{sys.executable} {os.path.join(FIX, 'fake_train.py')}", *args])
+    calls = [json.loads(line) for line in open(tmp_path / "fake.jsonl")] if (tmp_path / "fake.jsonl").exists() else []
+    return code, out.getvalue(), calls
+
+
+def test_queue_spreads_runs_over_gpus_and_respects_dependencies(tmp_path, monkeypatch):
+    code, out, calls = fake_sweep(tmp_path, monkeypatch, "caltech101", "dtd", "eurosat", "--seeds", "1 2",
+                                  "--gpus", "0,1", "--", "OPTIM.MAX_EPOCH", "7")
+    assert code == 0, out
+    assert len(calls) == 12 and {c["gpu"] for c in calls} == {"0", "1"}
+    for c in calls:  # never two runs on one GPU at once
+        overlap = [o for o in calls
+                   if o is not c and o["gpu"] == c["gpu"] and o["start"] < c["end"] and c["start"] < o["end"]]
+        assert not overlap
+    assert max(sum(o["start"] <= c["start"] < o["end"] for o in calls) for c in calls) == 2
+    by_out = {c["out"]: c for c in calls}
+    for c in calls:
+        if c["eval_only"]:  # after its training run, loading the last saved epoch
+            assert c["load_epoch"] == "7" and c["start"] >= by_out[c["model_dir"]]["end"]
+    assert "Base-to-new" in out and "EuroSAT" in out
+
+
+def test_failed_runs_are_not_done_and_a_rerun_does_only_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_FAIL", "dtd")
+    code, out, calls = fake_sweep(tmp_path, monkeypatch, "caltech101", "dtd", "--seeds", "1")
+    assert code == 1 and "FAILED" in out and "fake failure" in out and "blocked" in out
+    assert len(calls) == 3  # the dtd evaluation never started
+    monkeypatch.setenv("FAKE_FAIL", "")
+    monkeypatch.setenv("FAKE_NO_RESULT", "dtd")  # exit status 0 without a result block is not success
+    code, out, calls = fake_sweep(tmp_path, monkeypatch, "caltech101", "dtd", "--seeds", "1")
+    assert code == 1 and "has no result block" in out and len(calls) == 4
+    monkeypatch.setenv("FAKE_NO_RESULT", "")
+    code, out, calls = fake_sweep(tmp_path, monkeypatch, "caltech101", "dtd", "--seeds", "1")
+    assert code == 0 and "4 runs: 2 done, 2 to run" in out and len(calls) == 6
+    # the same folders with other settings are refused, not silently reused
+    code, out, _ = fake_sweep(tmp_path, monkeypatch, "caltech101", "--seeds", "1", "--", "OPTIM.LR", "0.1")
+    assert code == 1 and "was made by another command" in out
+
+
+def test_slurm_submission(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # not installed
+    with pytest.raises(SystemExit, match="pip install submitit"):
+        sweep.main(["base2new", "coop", "dtd", "--slurm", "--root", str(tmp_path), "--output", str(tmp_path)])
+    submitted = []
+
+    class Job:
+        def __init__(self, fn, args):
+            self.job_id = str(100 + len(submitted))
+            self._result = fn(*args)  # runs at once, as submitit's debug executor does
+
+        def result(self):
+            return self._result
+
+    class AutoExecutor:
+        def __init__(self, folder, cluster=None):
+            self.folder, self.params = folder, {}
+
+        def update_parameters(self, **kw):
+            self.params.update(kw)
+            submitted.append(("params", kw))
+
+        @contextlib.contextmanager
+        def batch(self):
+            yield
+
+        def submit(self, fn, *args):
+            job = Job(fn, args)
+            submitted.append(("job", [r.kind for r in args[0]]))
+            return job
+
+    monkeypatch.setitem(sys.modules, "submitit", types.SimpleNamespace(AutoExecutor=AutoExecutor))
+    code, out, calls = fake_sweep(tmp_path, monkeypatch, "caltech101", "dtd", "--seeds", "1", "--slurm",
+                                  "--slurm-partition", "gpu", "--slurm-time", "60", "--slurm-wait")
+    assert code == 0, out
+    params = submitted[0][1]
+    assert params["slurm_partition"] == "gpu" and params["timeout_min"] == 60 and params["gpus_per_node"] == 1
+    assert [s[1] for s in submitted[1:]] == [["train", "eval"], ["train", "eval"]]  # one job per train + its eval
+    assert len(calls) == 4 and "submitted 2 SLURM jobs" in out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Protocol data and the 36 scripts
+# ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("protocol", sweep.PROTOCOLS)
+def test_scripts_are_thin_and_their_configs_exist(protocol):
+    for method in METHODS:
+        path = os.path.join(REPO, "scripts", method, f"{protocol}.sh")
+        text = open(path).read()
+        code = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        assert code == [f'exec "${{PYTHON:-python3}}" "$(dirname "$0")/../../tools/sweep.py" {protocol} {method} "$@"']
+        assert os.access(path, os.X_OK)
+        runs = sweep.plan(protocol, method, sweep.default_datasets(protocol), [1, 2, 3],
+                          sweep.default_shots(method, protocol), "/out", "/data")
+        assert runs
+        for r in runs:
+            assert os.path.isfile(os.path.join(REPO, r.config_file)), r.config_file
+            assert os.path.isfile(os.path.join(REPO, "configs", "datasets", f"{r.dataset}.yaml"))
+            if r.kind == "eval" and r.model is not None:
+                assert r.model.max_epoch and r.model in runs
+
+
+def test_protocol_layouts_and_official_settings():
+    runs = sweep.plan("base2new", "sep", ["imagenet", "dtd"], [1], [16], "/o", "/d")
+    tr, ev = runs[0], runs[1]
+    assert tr.out == "/o/base2new/train_base/imagenet/shots_16/SEP/vit_b128_ep10_ctxv1/seed1"
+    assert ev.out == "/o/base2new/test_new/imagenet/shots_16/SEP/vit_b128_ep10_ctxv1/seed1"
+    assert ev.argv(tr.max_epoch)[ev.argv(10).index("--load-epoch") + 1] == "10" and "--eval-only" in ev.argv(10)
+    assert runs[2].cfg == "vit_b32_ep50_ctxv1" and runs[2].max_epoch == 50
+    assert "TRAINER.COOP.N_CTX_V" in tr.opts and tr.opts[-2:] == ["DATASET.SUBSAMPLE_CLASSES", "base"]
+    dg = sweep.plan("domain_gen", "maple", ["imagenet_a"], [1], [16], "/o", "/d")
+    assert [r.out for r in dg] == [
+        "/o/cross_dataset/train_source/imagenet/shots_16/MaPLe/vit_b16_c2_ep5_batch4_2ctx_cross_datasets/seed1",
+        "/o/domain_gen/test_target/imagenet_a/shots_16/MaPLe/vit_b16_c2_ep5_batch4_2ctx_cross_datasets/seed1"]
+    fs = sweep.plan("few_shot", "coop", ["dtd", "imagenet"], [1], [1, 4, 16], "/o", "/d")
+    assert [r.cfg for r in fs] == ["rn50_ep50", "rn50_ep100", "rn50", "rn50_ep50", "rn50_ep50", "rn50_ep50"]
+    zs = sweep.plan("base2new", "zsclip", ["dtd"], [1], [16], "/o", "/d")
+    assert [(r.kind, r.out.split("/")[3]) for r in zs] == [("eval", "test_base"), ("eval", "test_new")]
+    assert sweep.default_shots("kgcoop", "few_shot") == [4]
+    assert sweep.default_shots("maple", "few_shot") == [1, 2, 4, 8, 16]
+
+
+def test_dry_run_and_env_overrides(monkeypatch, capsys):
+    monkeypatch.setenv("SEEDS", "5")
+    monkeypatch.setenv("SHOTS", "8")
+    monkeypatch.setenv("OPTS", "OPTIM.MAX_EPOCH 3 INPUT.SIZE '(32, 32)'")
+    monkeypatch.setenv("OUTPUT", "/nonexistent/out")
+    assert sweep.main(["base2new", "kgcoop", "eurosat", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "base2new/train_base/eurosat/shots_8/KgCoOp/vit_b16_ep100_ctxv1/seed5" in out
+    assert "TRAINER.COOP.W 8.0" in out
+    assert "--load-epoch 3" in out and "'(32, 32)'" in out
+    with pytest.raises(SystemExit, match="unknown dataset"):
+        sweep.main(["base2new", "coop", "imagenet21k", "--dry-run"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Parsing: official logs (fixtures) and the published numbers
+# ----------------------------------------------------------------------------------------------------
+
+def _row(table, *first):
+    return next(r for r in table.rows if tuple(r[:len(first)]) == first)
+
+
+def test_parser_on_official_logs():
+    res = pr.collect(os.path.join(FIX, "official_logs"))
+    c = res.cells
+    # MaPLe base-to-new (current Dassl, one decimal); the val result before "Finish training" is ignored
+    assert c[("base2new", "MaPLe", "caltech101", 16, "base")] == {1: 97.7, 2: 98.1, 3: 97.9}
+    assert c[("base2new", "MaPLe", "dtd", 16, "new")] == {1: 59.0, 2: 59.6, 3: 60.2}
+    # CoOp few-shot (Dassl <= 0.6.0: two decimals, "Finished training"); seed 2 resumed into log.txt-<time>
+    assert c[("few_shot", "CoOp", "oxford_pets", 16, "acc")] == {1: 85.37, 2: 86.13}
+    # cross-dataset / DG: the official xd layout; zero-shot CLIP without a seed folder
+    assert c[("transfer", "MaPLe", "caltech101", None, "target")] == {1: 93.6}
+    assert c[("transfer", "MaPLe", "imagenet", None, "source")] == {1: 70.8}
+    assert c[("transfer", "CLIP", "imagenet", None, "source")] == {0: 66.7}  # unseeded: seed 0
+
+    tables = {t.title.split(" (")[0].split(":")[0]: t for t in pr.build_tables(res, compare=True)}
+    b2n = tables["Base-to-new generalisation"]
+    cal = _row(b2n, "Caltech101", "MaPLe")
+    assert cal[2].mean == pytest.approx(97.9) and cal[2].std == pytest.approx(math.sqrt(0.08 / 3))
+    assert cal[3].mean == pytest.approx(94.4) and cal[3].std == pytest.approx(math.sqrt(0.14 / 3))
+    assert cal[4] == pytest.approx(2 * 97.9 * 94.4 / (97.9 + 94.4))
+    assert cal[5:8] == [97.74, 94.36, 96.02] and cal[10] == pytest.approx(cal[4] - 96.02)
+    avg = _row(b2n, "Average", "MaPLe")  # HM of the averaged Base and New, not the mean of the HMs
+    assert avg[2] == pytest.approx(89.25) and avg[3] == pytest.approx(77.0)
+    assert avg[4] == pytest.approx(2 * 89.25 * 77.0 / (89.25 + 77.0))
+    assert avg[8:11] == [None, None, None]  # 2 of 11 datasets: not compared with the paper's Average
+    few = tables["Few-shot classification"]
+    pets = _row(few, "OxfordPets", "CoOp")
+    assert pets[2].mean == pytest.approx(85.75) and pets[2].std == pytest.approx(0.38)
+    dg = tables["Domain generalisation"]
+    clip = _row(dg, "CLIP")
+    assert clip[1].mean == 66.7 and clip[dg.columns.index("ImageNet-R")].mean == 74.0
+    assert _row(dg, "CLIP (published)")[1] == 66.73
+    xd = tables["Cross-dataset transfer"]
+    assert _row(xd, "MaPLe")[1].mean == 70.8 and _row(xd, "MaPLe Δ")[1] == pytest.approx(70.8 - 70.72)
+
+    for fmt in ("terminal", "markdown", "latex", "csv"):
+        text = pr.render(pr.build_tables(res, compare=True), fmt)
+        assert "97.90" in text or "97.9" in text
+    md = pr.render([b2n], "markdown")
+    assert "| Caltech101 | MaPLe | 97.90 ± 0.16 | 94.40 ± 0.22 | 96.12 |" in md
+    assert "\\begin{tabular}" in pr.render([b2n], "latex") and "$\\pm$" in pr.render([b2n], "latex")
+    rows = list(csv.DictReader(io.StringIO(pr.render([b2n], "csv"))))
+    hm = next(r for r in rows if r["dataset"] == "caltech101" and r["metric"] == "hm")
+    assert float(hm["mean"]) == pytest.approx(2 * 97.9 * 94.4 / 192.3, abs=1e-4) and hm["published"] == "96.02"
+
+
+def test_parse_results_cli(tmp_path, capsys):
+    assert pr.main([os.path.join(FIX, "official_logs"), "--protocol", "base2new", "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("**Base-to-new") and "| Average | MaPLe | 89.25 | 77.00 | 82.67 |" in out
+    assert pr.main([str(tmp_path)]) == 1
+
+
+def test_published_numbers_are_consistent():
+    pub = pr.load_published()
+    assert pub and all(src for _, src in pub.values())
+    for m in ("CLIP", "CoOp", "CoCoOp", "MaPLe", "KgCoOp"):
+        for metric in ("base", "new"):
+            vals = [pub[("base2new", m, d, None, metric)][0] for d in pr.B2N_DATASETS]
+            assert sum(vals) / 11 == pytest.approx(pub[("base2new", m, "average", None, metric)][0], abs=0.011)
+        for d in pr.B2N_DATASETS + ["average"]:
+            b, n, h = (pub[("base2new", m, d, None, k)][0] for k in ("base", "new", "hm"))
+            assert 2 * b * n / (b + n) == pytest.approx(h, abs=0.011)
+    assert not any(k[1] in ("SEP", "ALIGN") for k in pub)  # not retrieved: none invented
+
+
+# ----------------------------------------------------------------------------------------------------
+# Plots
+# ----------------------------------------------------------------------------------------------------
+
+def write_log(folder, trainer, cfg, dataset, seed, shots, acc, subsample="all", eval_only=False):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "log.txt"), "w") as f:
+        f.write(f"** Arguments **\nconfig_file: configs/trainers/{trainer}/{cfg}.yaml\n"
+                f"dataset_config_file: configs/datasets/{dataset}.yaml\neval_only: {eval_only}\nseed: {seed}\n"
+                f"trainer: {trainer}\n** Config **\nDATASET:\n  NUM_SHOTS: {shots}\n  SUBSAMPLE_CLASSES: {subsample}\n"
+                f"Collecting env info ...\n" + ("" if eval_only else "Finish training\n")
+                + f"=> result\n* accuracy: {acc}%\n")
+
+
+def test_plots_are_written(tmp_path):
+    root = tmp_path / "out"
+    for d, off in (("dtd", 0), ("eurosat", 10)):
+        write_log(str(root / f"few_shot/{d}/shots_0/ZeroshotCLIP/vit_b16/seed1"), "ZeroshotCLIP", "vit_b16", d, 1, -1,
+                  40 + off, eval_only=True)
+        for k in (1, 2, 4, 8, 16):
+            for s in (1, 2):
+                write_log(str(root / f"few_shot/{d}/shots_{k}/CoOp/rn50/seed{s}"), "CoOp", "rn50", d, s, k,
+                          40 + off + 3 * math.log2(k) + s)
+    shutil.copytree(os.path.join(FIX, "official_logs", "output", "base2new"), root / "base2new")
+    plots = tmp_path / "plots"
+    assert plot_results.main([str(root), "--out", str(plots)]) == 0
+    for name in ("few_shot.png", "few_shot.pdf", "base2new.png", "base2new.pdf"):
+        assert (plots / name).stat().st_size > 1000, name
+    series, _ = plot_results.few_shot_series(pr.collect(str(root)))
+    assert series["CLIP"]["average"] == {0: (45.0, 0.0)}
+    assert series["CoOp"]["average"][16][0] == pytest.approx(45 + 12 + 1.5)
