@@ -223,3 +223,9 @@ def test_official_yaml_runs_unchanged(tmp_path):
     cfg = train.setup_cfg(train.build_parser().parse_args(
         ["--trainer", "SEP", "--config-file", str(official), "TRAINER.COOP.N_CTX_V", "4", "TRAINER.COOP.L_IND", "3"]))
     assert cfg.OPTIM.EPS == 1e-3 and cfg.TRAINER.COOP.CTX_INIT == "" and cfg.TRAINER.COOP.L_IND == 3
+
+
+def test_bf16_autocast_runs_without_loss_scaling(caltech_root, tiny_clip, tmp_path):
+    out = str(tmp_path / "bf16")
+    trainer = run_train(_args(caltech_root, tiny_clip, out, "TRAINER.COOP.PREC", "amp", "MODEL.AMP_DTYPE", "bf16"))
+    assert trainer.scaler is None and torch.isfinite(saved_logits(out)["logits"]).all()

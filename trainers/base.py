@@ -74,7 +74,9 @@ class PromptTrainer(TrainerX):
         optim = build_optimizer(module if params is None else params, self.cfg.OPTIM)
         sched = build_lr_scheduler(optim, self.cfg.OPTIM)
         self.register_model(name, module, optim, sched)
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.prec == "amp" else None
+        # loss scaling only for fp16 autocast (bf16 has fp32's range)
+        self.scaler = (torch.amp.GradScaler(self.device.type)
+                       if self.prec == "amp" and self.amp_dtype == torch.float16 else None)
         self.trainable_name = name
 
     def compute_loss(self, image, label):
@@ -84,7 +86,7 @@ class PromptTrainer(TrainerX):
 
     def forward_backward(self, batch):
         image, label = self.parse_batch_train(batch)[:2]
-        if self.prec == "amp":
+        if self.scaler is not None:
             with self.autocast():
                 loss, logits = self.compute_loss(image, label)
             self.model_zero_grad()
@@ -93,7 +95,8 @@ class PromptTrainer(TrainerX):
                 self.scaler.step(self._optims[name])
             self.scaler.update()
         else:
-            loss, logits = self.compute_loss(image, label)
+            with self.autocast():  # bf16 amp: no scaler
+                loss, logits = self.compute_loss(image, label)
             self.model_backward_and_update(loss)
         summary = {"loss": loss.item()}
         if logits is not None:
@@ -102,9 +105,16 @@ class PromptTrainer(TrainerX):
             self.update_lr()
         return summary
 
+    @property
+    def amp_dtype(self):
+        dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16}
+        if self.cfg.MODEL.AMP_DTYPE not in dtypes:
+            raise UserError(f"MODEL.AMP_DTYPE must be fp16 or bf16, got {self.cfg.MODEL.AMP_DTYPE!r}")
+        return dtypes[self.cfg.MODEL.AMP_DTYPE]
+
     def autocast(self):
-        """Mixed precision for PREC amp; a no-op context otherwise."""
-        return torch.autocast(device_type=self.device.type, enabled=self.prec == "amp")
+        """Mixed precision for PREC amp (fp32 master prompts); a no-op context otherwise."""
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.prec == "amp")
 
     def model_inference(self, input):
         with self.autocast():
