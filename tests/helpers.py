@@ -35,3 +35,50 @@ def saved_logits(out, split="test"):
     import torch
 
     return torch.load(os.path.join(out, f"logits_{split}.pt"), weights_only=False)
+
+
+def train_on_batch(trainer, batch, steps):
+    """``steps`` training steps on one batch; returns the losses (the scheduler is not stepped)."""
+    trainer.set_model_mode("train")
+    trainer.epoch, trainer.num_batches = 0, 10 ** 6
+    losses = []
+    for trainer.batch_idx in range(steps):
+        losses.append(trainer.forward_backward(batch)["loss"])
+    return losses
+
+
+def frozen_state(model, trainable_prefix="prompt_learner"):
+    """Copies of every tensor outside the trainable module, to check training leaves them bit-identical."""
+    return {k: v.clone() for k, v in model.state_dict().items() if trainable_prefix not in k}
+
+
+def assert_unchanged(model, frozen):
+    for k, v in model.state_dict().items():
+        if k in frozen:
+            assert torch_equal(v, frozen[k]), k
+
+
+def torch_equal(a, b):
+    import torch
+
+    return torch.equal(a, b)
+
+
+def kill_then_resume(args, monkeypatch, kill_epoch=1):
+    """Run train.py killed at the start of epoch ``kill_epoch`` (0-based), then rerun the same command."""
+    import pytest
+
+    from engine.trainer import TrainerX
+
+    real = TrainerX.run_epoch
+
+    def die(self):
+        if self.epoch == kill_epoch:
+            raise KeyboardInterrupt("killed")
+        real(self)
+
+    monkeypatch.setattr(TrainerX, "run_epoch", die)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(args)
+    monkeypatch.setattr(TrainerX, "run_epoch", real)
+    return run_train(args)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from engine.checkpoint import load_checkpoint
-from tests.helpers import coop_args, run_train, saved_logits, with_flags
+from tests.helpers import (assert_unchanged, coop_args, frozen_state, kill_then_resume, run_train, saved_logits,
+                           train_on_batch, with_flags)
 
 TRAINERS = {
     "CoCoOp": ("vit_b16_c4_ep10_batch1_ctxv1.yaml", ["TRAINER.COCOOP.PREC", "fp32"], {"prompt_learner"}),
@@ -46,20 +47,13 @@ def test_steps_reduce_loss_train_exactly_the_prompts_and_keep_clip(trainer, calt
                                    "OPTIM.LR", "0.05", "OPTIM.WARMUP_EPOCH", "0", "INPUT.TRANSFORMS",
                                    "['normalize']"), "--no-train"))
     model = built.model
-    frozen = {k: v.clone() for k, v in model.state_dict().items() if "prompt_learner" not in k}
-    batch = next(iter(built.train_loader_x))
-    built.set_model_mode("train")
-    built.epoch, built.num_batches = 0, 1000
-    losses = []
-    for built.batch_idx in range(8):
-        losses.append(built.forward_backward(batch)["loss"])
+    frozen = frozen_state(model)
+    losses = train_on_batch(built, next(iter(built.train_loader_x)), 8)
     assert losses[-1] < losses[0], losses
     with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
     assert with_grad == EXPECTED_TRAINABLE[trainer]
     assert {n for n, p in model.named_parameters() if p.requires_grad} == EXPECTED_TRAINABLE[trainer]
-    for k, v in model.state_dict().items():
-        if k in frozen:
-            assert torch.equal(v, frozen[k]), k
+    assert_unchanged(model, frozen)
 
 
 @pytest.mark.parametrize("trainer", sorted(TRAINERS))
@@ -77,21 +71,8 @@ def test_save_eval_only_and_resume_give_identical_logits(trainer, caltech_root, 
                      "2"))
     assert torch.equal(saved_logits(ev)["logits"], saved_logits(out)["logits"])
 
-    from engine.trainer import TrainerX
-
-    real = TrainerX.run_epoch
     killed = str(tmp_path / "killed")
-
-    def die_in_second_epoch(self):
-        if self.epoch == 1:
-            raise KeyboardInterrupt
-        real(self)
-
-    monkeypatch.setattr(TrainerX, "run_epoch", die_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        run_train(_args(trainer, caltech_root, tiny_clip, killed, epochs=2))
-    monkeypatch.setattr(TrainerX, "run_epoch", real)
-    run_train(_args(trainer, caltech_root, tiny_clip, killed, epochs=2))
+    kill_then_resume(_args(trainer, caltech_root, tiny_clip, killed, epochs=2), monkeypatch)
     assert torch.equal(saved_logits(killed)["logits"], saved_logits(out)["logits"])
 
 

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.checkpoint import load_checkpoint
-from tests.helpers import coop_args, run_train, saved_logits, with_flags
+from tests.helpers import (assert_unchanged, coop_args, frozen_state, kill_then_resume, run_train, saved_logits,
+                           train_on_batch, with_flags)
 from trainers.sep import LAYER_LISTS, TokenFusion, layer_list
 
 SEP_OPTS = ["TRAINER.COOP.PREC", "fp32", "TRAINER.COOP.N_CTX", "6", "TRAINER.COOP.N_CTX_V", "4",
@@ -99,19 +100,13 @@ def test_trainable_set_loss_terms_and_training(caltech_root, tiny_clip, tmp_path
                     + 0.5 * (F.cross_entropy(10 * f_img @ w.t(), label) + F.cross_entropy(10 * v_clip @ w.t(), label)))
     assert torch.allclose(loss, expected, atol=1e-5)
 
-    frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("prompt_learner.")}
-    trainer.set_model_mode("train")
-    trainer.epoch, trainer.num_batches = 0, 1000
-    losses = []
-    for trainer.batch_idx in range(8):
-        losses.append(trainer.forward_backward(batch)["loss"])
+    frozen = frozen_state(model)
+    losses = train_on_batch(trainer, batch, 8)
     assert losses[-1] < losses[0], losses
     graded = {n for n, p in model.named_parameters() if p.grad is not None}
     assert {"prompt_learner.ctx", "prompt_learner.ctx_visual", "prompt_learner.VPT_fc.weight"} <= graded
     assert graded <= trainable
-    for k, v in model.state_dict().items():
-        if k in frozen:
-            assert torch.equal(v, frozen[k]), k
+    assert_unchanged(model, frozen)
 
 
 def test_prototypes_are_normalised_class_means(caltech_root, tiny_clip, tmp_path):
@@ -163,21 +158,8 @@ def test_save_eval_only_resume_round_trip(caltech_root, tiny_clip, tmp_path, mon
     assert torch.equal(saved_logits(ev)["logits"], saved_logits(out)["logits"])
     assert "Prototype classifier" not in open(os.path.join(ev, "log.txt")).read()  # not needed for eval
 
-    from engine.trainer import TrainerX
-
-    real = TrainerX.run_epoch
-
-    def die(self):
-        if self.epoch == 1:
-            raise KeyboardInterrupt
-        real(self)
-
     killed = str(tmp_path / "killed")
-    monkeypatch.setattr(TrainerX, "run_epoch", die)
-    with pytest.raises(KeyboardInterrupt):
-        run_train(_args(caltech_root, tiny_clip, killed, epochs=2))
-    monkeypatch.setattr(TrainerX, "run_epoch", real)
-    run_train(_args(caltech_root, tiny_clip, killed, epochs=2))
+    kill_then_resume(_args(caltech_root, tiny_clip, killed, epochs=2), monkeypatch)
     assert torch.equal(saved_logits(killed)["logits"], saved_logits(out)["logits"])
 
 
