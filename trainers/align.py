@@ -84,6 +84,7 @@ class MultiModePromptLearner(nn.Module):
         self.register_buffer("token_prefix", interleave(1))
         self.register_buffer("token_suffix", interleave(2))
         self.register_buffer("tokenized_prompts", interleave(0).to(device), persistent=False)
+        self.text_length = int(self.tokenized_prompts.argmax(dim=-1).max()) + 1  # up to the last end token
 
     @property
     def eot_indices(self):
@@ -120,6 +121,9 @@ class TextSide:
     def token_mask(self):
         return torch.arange(self.tokens.shape[2], device=self.lengths.device) < self.lengths[:, None]
 
+    def float(self):
+        return TextSide(self.features.float(), self.tokens.float(), self.lengths)
+
 
 class ALIGNCLIP(PromptedCLIP):
     def __init__(self, cfg, classnames, clip_model):
@@ -132,7 +136,12 @@ class ALIGNCLIP(PromptedCLIP):
     def text_side(self):
         pl = self.prompt_learner
         hook = deep_prompt_hook([_tile(p, pl.n_cls) for p in pl.compound_prompts_text], at=1)
-        pooled, tokens = self.text_encoder(pl.assemble(), pl.eot_indices, layer_hook=hook, return_tokens=True)
+        prompts = pl.assemble()
+        if self.text_encoder.truncate:
+            # MODEL.TEXT_TRUNCATE: with the causal mask, positions after the last end token change neither the
+            # pooled features nor the token windows (which end before set 0's end token)
+            prompts = prompts[:, :pl.text_length]
+        pooled, tokens = self.text_encoder(prompts, pl.eot_indices, layer_hook=hook, return_tokens=True)
         lengths = pl.token_window
         window = tokens.view(pl.n_cls, pl.n_sets, *tokens.shape[1:])[:, :, :int(lengths.max())]
         outside = torch.arange(window.shape[2], device=lengths.device) >= lengths[:, None]
@@ -163,11 +172,11 @@ class ALIGNCLIP(PromptedCLIP):
     def forward(self, image):
         text = self.current_text_side()
         image_features, image_tokens = self.image_side(image)
-        if torch.is_autocast_enabled(image.device.type):
-            # amp: the OT stage runs in fp32 (its kernels under/overflow in fp16)
+        if self.cfg.OT_FP32 or torch.is_autocast_enabled(image.device.type):
+            # fp16 kernels exp(-cost / eps) are subnormal from cost 1 and vanish above ~1.7, and then the plans
+            # fall back to raw kernels (Q10, Q12); official fp16 keeps that, OT_FP32 and amp run this in fp32
             with torch.autocast(image.device.type, enabled=False):
-                text = TextSide(text.features.float(), text.tokens.float(), text.lengths)
-                return self.scores(image_features.float(), image_tokens.float(), text)
+                return self.scores(image_features.float(), image_tokens.float(), text.float())
         return self.scores(image_features, image_tokens, text)
 
     def scores(self, image_features, image_tokens, text):
@@ -273,7 +282,7 @@ class ALIGN(PromptTrainer):
             "USECT": False,
             # ours (docs/ALIGN.md); the defaults are the official hard-coded values
             "TOKEN_TERM": "similarity", "BETA": 1.0, "EPS": 0.1, "OT_MAX_ITER": 100, "OT_THRESHOLD": 0.01,
-            "OT_LOG_DOMAIN": False, "TOKEN_OT_CHUNK": 2 ** 24, "CT_LOG_TEMPERATURE_INIT": 0.0,
+            "OT_LOG_DOMAIN": False, "OT_FP32": False, "TOKEN_OT_CHUNK": 2 ** 24, "CT_LOG_TEMPERATURE_INIT": 0.0,
             "FEWSHOT_EPOCH_OVERRIDE": True,
         })
 
