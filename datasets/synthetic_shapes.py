@@ -1,0 +1,46 @@
+"""SyntheticShapes (tools/synthetic.py): the offline demo benchmark, generated on first use.
+
+32 classes "<colour> <pattern> <shape>" (red/green/blue/yellow x plain/striped x circle/square/triangle/star),
+one large object per 32x32 image (a close-up) with random position, size, rotation, colour jitter,
+background and noise.
+Labels 0-15 are the base classes, 16-31 the new ones: the standard split (DATASET.SUBSAMPLE_CLASSES base =
+the first ceil(n/2) labels) gives base = the colour-shape pairs (i, j) with i + j even and new = those with
+i + j odd, each with both patterns. New classes recombine colours, shapes and patterns seen in base
+classes ("red square" is new; "red circle" and "blue square" are base), and the demo CLIP
+(data/demo_clip/) never saw a new colour-shape pair during pretraining.
+
+Layout: synthetic_shapes/images/<colour>_<pattern>_<shape>/NNNN.png and split_zhou_SyntheticShapes.json
+(32 train / 8 val / 30 test images per class). If DATASET.ROOT has no complete copy, it is written there
+(a few seconds, deterministic: tools/synthetic.py BENCHMARK_SEED).
+"""
+import os
+
+from engine.data.datasets import DATASET_REGISTRY
+from engine.utils.tools import UserError
+from tools import synthetic
+
+from .common import BenchmarkDataset
+
+
+@DATASET_REGISTRY.register()
+class SyntheticShapes(BenchmarkDataset):
+    dataset_dir = synthetic.DATASET_DIR
+    image_subdir = "images"
+    split_file = synthetic.SPLIT_FILE
+    prepare_key = "synthetic_shapes"
+
+    def __init__(self, cfg):
+        if cfg.DATASET.ROOT:  # (an empty root is reported by the shared code)
+            root = os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT))
+            if not os.path.isfile(os.path.join(root, self.dataset_dir, self.split_file)):
+                print(f"Generating the SyntheticShapes benchmark in {os.path.join(root, self.dataset_dir)}")
+                try:
+                    synthetic.write_benchmark(root)
+                except OSError as e:
+                    raise UserError(f"cannot write the SyntheticShapes benchmark under {root} ({e}); set --root "
+                                    "to a writable folder") from e
+        super().__init__(cfg)
+
+    def load_splits(self):
+        self.hint = f"; delete {self.dataset_dir} and run again to generate it anew"
+        return super().load_splits()

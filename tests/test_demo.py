@@ -1,0 +1,154 @@
+"""The offline demo world (issue 8): the SyntheticShapes benchmark, the committed demo CLIP, and the learning
+properties of every trainer on them. This is the suite's only check that training actually learns: the
+other tests use random CLIPs.
+
+Budget: a small copy of the benchmark (8 train / 2 val / 10 test images per class, 8 shots), short runs.
+"""
+import hashlib
+import json
+import os
+import random
+
+import pytest
+import torch
+
+from models import load_clip
+from tests.helpers import run_train
+from tools import pretrain_clip, synthetic
+from tools.pretrain_clip import state_digest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO_CLIP = os.path.join(REPO, "data", "demo_clip", "synthetic_clip.pt")
+SHOTS = 8
+CHANCE = 100 / 16  # 16 base and 16 new classes
+
+# trainer -> epochs of the short run with configs/trainers/<trainer>/demo.yaml. The first epoch is the
+# yamls' constant warm-up at 1e-5, so 2 epochs = one epoch of learning.
+EPOCHS = {"CoOp": 4, "SEP": 4, "KgCoOp": 4, "CoCoOp": 2, "MaPLe": 2, "IVLP": 2, "VPT": 2, "ALIGN": 2}
+
+
+def _args(root, out, trainer, split, *extra, epochs=1, flags=()):
+    config_dir = "CoOp" if trainer.startswith("ZeroshotCLIP") else trainer
+    return ["--root", root, "--trainer", trainer, "--output-dir", out, "--seed", "1", *flags,
+            "--dataset-config-file", os.path.join(REPO, "configs/datasets/synthetic_shapes.yaml"),
+            "--config-file", os.path.join(REPO, "configs/trainers", config_dir, "demo.yaml"),
+            "MODEL.BACKBONE.PATH", DEMO_CLIP, "DATASET.NUM_SHOTS", str(SHOTS), "DATASET.SUBSAMPLE_CLASSES", split,
+            "OPTIM.MAX_EPOCH", str(epochs), "TRAIN.SAVE_RESUME_STATE", "False", *extra]
+
+
+@pytest.fixture(scope="module")
+def shapes_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("shapes"))
+    synthetic.write_benchmark(root, counts=(SHOTS, 2, 10))
+    return root
+
+
+@pytest.fixture(scope="module")
+def zero_shot(shapes_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("zs")
+    return {split: run_train(_args(shapes_root, str(out / split), "ZeroshotCLIP", split, flags=["--no-train"]))
+            for split in ("base", "new")}
+
+
+@pytest.fixture(scope="module")
+def zero_shot_base(zero_shot):
+    return zero_shot["base"].test()
+
+
+# ----------------------------------------------------------------------------------------------
+# The benchmark and the weights
+
+
+def test_base_new_split_recombines_attributes_seen_in_base():
+    classes = synthetic.benchmark_classes()
+    assert len(classes) == 32 and len(set(classes)) == 32
+    base, new = classes[:16], classes[16:]  # what DATASET.SUBSAMPLE_CLASSES base/new keeps (first ceil(n/2))
+    pairs = lambda cs: {(c, s) for c, _, s in cs}  # noqa: E731
+    assert not pairs(base) & pairs(new)  # a new class is never a base colour-shape pair ...
+    for i in range(3):  # ... but each of its colour, pattern and shape occurs in base classes
+        assert {x[i] for x in new} <= {x[i] for x in base}
+    assert all(len([x for x in base if x[0] == c and x[2] == s]) == 2 for c, s in pairs(base))
+    rng = random.Random(0)  # pretraining never shows a new colour-shape pair
+    seen = {(a["colour"], a["shape"]) for a in (synthetic.pretraining_attributes(rng) for _ in range(3000))}
+    assert not seen & pairs(new) and pairs(base) <= seen
+
+
+def test_benchmark_is_deterministic_and_captions_use_the_vocabulary(tmp_path):
+    a, b = (synthetic.write_benchmark(str(tmp_path / d), counts=(2, 1, 1)) for d in "ab")
+    split = json.load(open(os.path.join(a, synthetic.SPLIT_FILE)))
+    assert len(split["train"]) == 64 and split["test"][-1][1:] == [31, "yellow striped triangle"]
+    for rel, _, _ in split["train"][:6] + split["test"][-6:]:
+        assert open(os.path.join(a, "images", rel), "rb").read() == open(os.path.join(b, "images", rel), "rb").read()
+    rng = random.Random(1)
+    words = set()
+    for _ in range(300):
+        words |= set(synthetic.caption(synthetic.pretraining_attributes(rng), rng).replace(".", "").split())
+    assert set(synthetic.VOCABULARY) <= words
+
+
+def test_demo_clip_file_is_small_openai_format_and_reproducible_metadata():
+    from models.clip import describe_architecture, read_openai_state_dict
+
+    assert os.path.getsize(DEMO_CLIP) <= 20e6
+    arch = describe_architecture(read_openai_state_dict(DEMO_CLIP))
+    assert arch["patch_size"] and arch["image_size"] == synthetic.IMAGE_SIZE and arch["context_length"] == 77
+    assert arch["vision_width"] % 64 == 0 and arch["text_width"] % 64 == 0
+    assert min(arch["vision_layers"], arch["text_layers"]) >= 2
+    model = load_clip("custom", DEMO_CLIP, "fp32")
+    assert model.visual.transformer is not None
+    meta = json.load(open(os.path.splitext(DEMO_CLIP)[0] + ".json"))
+    assert meta["sha256"] == hashlib.sha256(open(DEMO_CLIP, "rb").read()).hexdigest()
+    assert meta["tensors_sha256"] == state_digest(DEMO_CLIP)
+    assert meta["command"].startswith("python tools/pretrain_clip.py") and "seed" in meta["args"]
+
+
+def test_pretraining_script_is_deterministic(tmp_path):
+    """A few steps of the committed recipe twice: the same weights (the demo CLIP's reproducibility in small)."""
+    small = ["--steps", "3", "--pool", "64", "--batch-size", "16", "--warmup", "2", "--eval-every", "3",
+             "--eval-per-class", "2"]
+    metas = [pretrain_clip.main(["--out", str(tmp_path / f"{i}.pt"), *small]) for i in range(2)]
+    assert metas[0]["tensors_sha256"] == metas[1]["tensors_sha256"]
+    assert metas[0]["sha256"] != metas[1]["sha256"]  # torch.save writes the file name into the archive
+    assert load_clip("custom", str(tmp_path / "0.pt"), "fp32").visual.image_size == (32, 32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Learning properties
+
+
+def test_zero_shot_is_far_above_chance_on_base_and_new(zero_shot):
+    names = [synthetic.class_name(*c) for c in synthetic.benchmark_classes()]
+    assert zero_shot["base"].dm.dataset.classnames == names[:16]  # the dataset's base/new split
+    assert zero_shot["new"].dm.dataset.classnames == names[16:]
+    acc = {split: trainer.test() for split, trainer in zero_shot.items()}
+    assert acc["base"] > 5 * CHANCE and acc["new"] > 5 * CHANCE, acc
+
+
+@pytest.mark.parametrize("trainer", sorted(EPOCHS))
+def test_short_training_learns(trainer, shapes_root, zero_shot_base, tmp_path):
+    """CoOp and SEP: base accuracy above zero-shot's. Every trainer: training raises base accuracy over its
+    initial prompts, or at least lowers the training loss."""
+    epochs = EPOCHS[trainer]
+    built = run_train(_args(shapes_root, str(tmp_path / "run"), trainer, "base", epochs=epochs, flags=["--no-train"]))
+    before = built.test()
+    losses = []
+    step = built.forward_backward
+
+    def recording(batch):
+        out = step(batch)
+        losses.append(out["loss"])
+        return out
+
+    built.forward_backward = recording
+    built.train()
+    after = built.test()
+    k = max(1, len(losses) // 3)
+    early, late = sum(losses[:k]) / k, sum(losses[-k:]) / k  # mean loss of the first and the last third of steps
+    report = f"{trainer}: zero-shot {zero_shot_base:.1f}, before {before:.1f}, after {after:.1f}; " \
+             f"loss {early:.3f} -> {late:.3f}"
+    print(report)
+    if trainer in ("CoOp", "SEP"):
+        assert after > zero_shot_base + 3, report
+    assert after > before or late < early, report
+    assert after > 5 * CHANCE, report
+    assert torch.isfinite(torch.tensor(losses)).all(), report
