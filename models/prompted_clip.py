@@ -45,7 +45,8 @@ class PromptedCLIP(nn.Module):
         self._text_cache = None
 
     def class_embeddings(self):
-        if self._text_cache is not None and not self.training:
+        # the cache lives between before_test and after_test; never used where gradients flow (training)
+        if self._text_cache is not None and not torch.is_grad_enabled():
             return self._text_cache
         return normalize(self.text_features())
 

@@ -31,3 +31,14 @@ def _restore_stdout():
     from engine.utils.logger import restore_stdout
 
     restore_stdout()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: threads only add overhead (and stall badly when another process holds a core)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

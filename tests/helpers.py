@@ -1,6 +1,8 @@
 """Helpers for the tests: toy data (from tools/toy.py) and train.py command lines."""
 import os
 
+import torch
+
 from tools.toy import CLASSES, make_caltech, make_tiny_clip  # noqa: F401
 
 
@@ -32,8 +34,6 @@ def with_flags(args, *flags):
 
 def saved_logits(out, split="test"):
     """The logits a run wrote with TEST.SAVE_LOGITS True."""
-    import torch
-
     return torch.load(os.path.join(out, f"logits_{split}.pt"), weights_only=False)
 
 
@@ -55,13 +55,7 @@ def frozen_state(model, trainable_prefix="prompt_learner"):
 def assert_unchanged(model, frozen):
     for k, v in model.state_dict().items():
         if k in frozen:
-            assert torch_equal(v, frozen[k]), k
-
-
-def torch_equal(a, b):
-    import torch
-
-    return torch.equal(a, b)
+            assert torch.equal(v, frozen[k]), k
 
 
 def kill_then_resume(args, monkeypatch, kill_epoch=1):

@@ -22,13 +22,7 @@ TRAINABLE = {"prompt_learner.ctx", "prompt_learner.proj.weight", "prompt_learner
              "prompt_learner.compound_prompt_projections.0.bias"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: threads only add overhead (and stall badly when another process holds a core)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _args(root, clip, out, *extra, epochs=1, trainer="ALIGN"):

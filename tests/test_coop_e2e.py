@@ -145,3 +145,19 @@ def test_zero_shot_and_ensemble(caltech_root, tiny_clip, tmp_path):
     trainer3 = run_train(with_flags(coop_args(caltech_root, tiny_clip, str(tmp_path / "zs3"),
                                                trainer="ZeroshotCLIP2", config=None), "--eval-only"))
     assert len(trainer2.templates()) == 8 and trainer3.templates() == trainer2.templates()  # no accumulation
+
+
+def test_evaluation_encodes_the_classes_once(caltech_root, tiny_clip, tmp_path, monkeypatch):
+    trainer = run_train(with_flags(coop_args(caltech_root, tiny_clip, str(tmp_path / "c"), "TRAINER.COOP.N_CTX", "4",
+                                             "TRAINER.COOP.PREC", "fp32", "DATALOADER.TEST.BATCH_SIZE", "4"),
+                                   "--no-train"))
+    calls = []
+    real = type(trainer.model).text_features
+    monkeypatch.setattr(type(trainer.model), "text_features", lambda self: calls.append(1) or real(self))
+    trainer.test()
+    assert len(calls) == 1 and len(trainer.test_loader) > 1
+    trainer.cfg.defrost()
+    trainer.cfg.TEST.CACHE_TEXT_FEATURES = False
+    calls.clear()
+    trainer.test()
+    assert len(calls) == len(trainer.test_loader)

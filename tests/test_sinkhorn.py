@@ -6,13 +6,7 @@ import torch
 from models.sinkhorn import sinkhorn
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: threads only add overhead (and stall badly when another process holds a core)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def reference_sinkhorn(kernel, u, v, max_iter=100, threshold=1e-2):

@@ -164,7 +164,7 @@ class ALIGNCLIP(PromptedCLIP):
         self._text_cache = self.text_side()
 
     def current_text_side(self):
-        if self._text_cache is not None and not self.training:
+        if self._text_cache is not None and not torch.is_grad_enabled():  # as PromptedCLIP.class_embeddings
             return self._text_cache
         return self.text_side()
 
