@@ -12,8 +12,12 @@ these, so trainers never copy CLIP code:
 Numerics follow OpenAI's CLIP (baselines.md §1.1-1.2): inputs cast to the weights' dtype, LayerNorm in
 fp32, additive causal mask in the activation dtype.
 """
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def _run_blocks(transformer, x, attn_mask_fn=None, layer_hook=None):
@@ -33,6 +37,74 @@ def causal_mask(length, dtype, device):
     return torch.full((length, length), float("-inf"), device=device).triu_(1).to(dtype)
 
 
+@dataclass
+class SharedPrefix:
+    """The first ``length`` input tokens are the same for every row of a group (``MODEL.TEXT_SHARED_PREFIX``).
+
+    With the causal mask those positions see only each other, so their states are computed once per group
+    and every row's remaining tokens attend to them: identical results (within float rounding) for a
+    fraction of the work when many classes share a start token and learned context. ``row_group`` (R,)
+    gives each row's group and ``group_rows`` (G,) one row of each group; None = all rows, one group.
+    """
+
+    length: int
+    row_group: Optional[torch.Tensor] = None
+    group_rows: Optional[torch.Tensor] = None
+
+
+def _supports_shared_prefix(block):
+    # OpenAI-architecture blocks (pre-LN self-attention + MLP); anything else takes the ordinary path
+    return (isinstance(getattr(block, "attn", None), nn.MultiheadAttention) and block.attn._qkv_same_embed_dim
+            and not hasattr(block, "ln_1_kv") and getattr(block, "ln_attn", nn.Identity()).__class__ is nn.Identity
+            and block.attn.dropout == 0.0)
+
+
+def _heads(x, n_heads):
+    return x.unflatten(-1, (n_heads, -1)).transpose(1, 2)  # (N, L, D) -> (N, H, L, D/H)
+
+
+def _shared_prefix_block(block, prefix, rest, row_group, rest_mask):
+    """One pre-LN residual block over prefix states (G, P, D) and the rows' other states (R, S, D):
+    the prefix attends causally to itself, each row's tokens to its group's prefix and causally to its own."""
+    attn = block.attn
+    h = attn.num_heads
+    qp, kp, vp = F.linear(block.ln_1(prefix), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    qs, ks, vs = F.linear(block.ln_1(rest), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    out_p = F.scaled_dot_product_attention(_heads(qp, h), _heads(kp, h), _heads(vp, h),
+                                           attn_mask=causal_mask(prefix.shape[1], qp.dtype, qp.device))
+    k_all = torch.cat([_heads(kp, h)[row_group], _heads(ks, h)], dim=2)
+    v_all = torch.cat([_heads(vp, h)[row_group], _heads(vs, h)], dim=2)
+    out_s = F.scaled_dot_product_attention(_heads(qs, h), k_all, v_all, attn_mask=rest_mask.to(qs.dtype))
+    outputs = []
+    for x, out in ((prefix, out_p), (rest, out_s)):
+        out = F.linear(out.transpose(1, 2).flatten(2), attn.out_proj.weight, attn.out_proj.bias)
+        x = x + block.ls_1(out)
+        outputs.append(x + block.ls_2(block.mlp(block.ln_2(x))))
+    return outputs
+
+
+def _run_blocks_shared_prefix(transformer, x, shared, layer_hook=None):
+    """``_run_blocks`` for causal text with a ``SharedPrefix``; ``layer_hook`` sees the prefix states of each
+    group (G, P, D) only (deep text prompts live there) and must keep their shape."""
+    p, rows = shared.length, x.shape[0]
+    group_rows = shared.group_rows if shared.group_rows is not None else torch.zeros(1, dtype=torch.long,
+                                                                                      device=x.device)
+    row_group = shared.row_group if shared.row_group is not None else torch.zeros(rows, dtype=torch.long,
+                                                                                 device=x.device)
+    prefix, rest = x[group_rows, :p], x[:, p:]
+    s = rest.shape[1]
+    # rest token t (position p + t) sees the whole prefix and rest tokens 0..t
+    rest_mask = torch.cat([torch.zeros(s, p, device=x.device), causal_mask(s, torch.float32, x.device)], dim=1)
+    for i, block in enumerate(transformer.resblocks):
+        if layer_hook is not None:
+            hooked = layer_hook(i, prefix)
+            if hooked.shape != prefix.shape:
+                raise ValueError("with a shared prefix, layer hooks may only change the prefix tokens in place")
+            prefix = hooked
+        prefix, rest = _shared_prefix_block(block, prefix, rest, row_group, rest_mask)
+    return torch.cat([prefix[row_group], rest], dim=1)
+
+
 class TextEncoder(nn.Module):
     """Frozen CLIP text tower taking already-embedded prompts (N, L, D) and their end-token positions.
 
@@ -40,11 +112,14 @@ class TextEncoder(nn.Module):
     the causal mask, positions after the longest end token change neither the pooled feature nor any
     earlier token, so the result is the same within float rounding at a fraction of the cost.
     ``truncate = False`` (``MODEL.TEXT_TRUNCATE False``) always encodes the full context, as upstream.
+    ``shared_prefix`` (a ``SharedPrefix``) encodes tokens common to many rows once; ignored when
+    ``share_prefix = False`` (``MODEL.TEXT_SHARED_PREFIX False``), or for blocks of another architecture.
     """
 
     def __init__(self, clip_model):
         super().__init__()
         self.truncate = True
+        self.share_prefix = True
         self.transformer = clip_model.transformer
         self.token_embedding = clip_model.token_embedding
         self.positional_embedding = clip_model.positional_embedding
@@ -71,16 +146,24 @@ class TextEncoder(nn.Module):
         """Token embeddings of ``tokens`` (N, L) in the encoder's dtype (for fixed prompt parts)."""
         return self.token_embedding(tokens).to(self.dtype)
 
-    def forward(self, prompts, eot_indices, layer_hook=None, return_tokens=False, length=None):
+    def forward(self, prompts, eot_indices, layer_hook=None, return_tokens=False, length=None,
+                shared_prefix=None):
         if length is not None and self.truncate and not return_tokens:
             prompts = prompts[:, :length]
         x = prompts + self.positional_embedding[: prompts.shape[1]].to(self.dtype)
-        x = _run_blocks(self.transformer, x, causal_mask, layer_hook)
+        if self.uses_shared_prefix(shared_prefix, x.shape[1]):
+            x = _run_blocks_shared_prefix(self.transformer, x, shared_prefix, layer_hook)
+        else:
+            x = _run_blocks(self.transformer, x, causal_mask, layer_hook)
         x = self.ln_final(x).to(self.dtype)
         pooled = x[torch.arange(x.shape[0], device=x.device), eot_indices] @ self.text_projection
         if return_tokens:
             return pooled, x @ self.text_projection
         return pooled
+
+    def uses_shared_prefix(self, shared_prefix, length):
+        return (self.share_prefix and shared_prefix is not None and 0 < shared_prefix.length < length
+                and all(_supports_shared_prefix(b) for b in self.transformer.resblocks))
 
     def encode_tokens(self, tokens, **kwargs):
         """Plain CLIP text features of tokenised text (N, L), as ``clip.encode_text``."""

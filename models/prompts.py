@@ -4,6 +4,7 @@ import torch
 from engine.utils.tools import UserError
 
 from .clip import bpe_length, tokenize
+from .encoders import SharedPrefix
 
 
 def class_prompt_texts(classnames, prefix):
@@ -71,6 +72,16 @@ def init_leading_context(text_encoder, ctx_init, n_ctx):
     return init_context(text_encoder, "", n_ctx)
 
 
+def common_prefix_length(tokens, n_ctx):
+    """Positions every row of ``tokens`` (N, L) shares when its slots 1..n_ctx hold the same context: the
+    start token, the context and the fixed words after it that all rows have (e.g. "of a" in "X X of a
+    <name>."), never reaching a row's end token."""
+    rest = tokens[:, 1 + n_ctx:]
+    same = (rest == rest[:1]).all(dim=0)
+    fixed = int(same.long().cumprod(0).sum()) if len(rest) > 1 else 0
+    return min(1 + n_ctx + fixed, int(tokens.argmax(dim=-1).min()))
+
+
 class ClassPromptLearner(torch.nn.Module):
     """Learned context ``ctx`` between each class prompt's fixed start token and its fixed rest.
 
@@ -95,6 +106,12 @@ class ClassPromptLearner(torch.nn.Module):
     def eot_indices(self):
         """End-token positions of the placeholder sentences (unchanged by where the context goes)."""
         return self.tokenized_prompts.argmax(dim=-1)
+
+    def shared_prefix(self):
+        """What all class prompts share at the input (``SharedPrefix``), None with class-specific context."""
+        if self.ctx.dim() == 3 or self.n_cls < 2:
+            return None
+        return SharedPrefix(common_prefix_length(self.tokenized_prompts, self.n_ctx))
 
     def assemble(self, ctx=None):
         """Prompts with the class name at the end: [SOS, ctx, name, ".", EOT, pad] per class."""

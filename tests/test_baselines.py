@@ -125,6 +125,7 @@ def test_deep_prompts_sit_where_upstream_puts_them(caltech_root, tiny_clip, tmp_
     """MaPLe: text rows 1..n and the last n vision tokens equal the layer's prompts before block 1 only."""
     built = run_train(with_flags(_args("MaPLe", caltech_root, tiny_clip, str(tmp_path / "m")), "--no-train"))
     model, pl = built.model, built.model.prompt_learner
+    model.text_encoder.share_prefix = False  # block hooks see whole sequences (sharing: its own test)
     seen = {}
 
     def capture(tag, i):
@@ -192,18 +193,81 @@ def test_text_and_vision_widths_may_differ(trainer, caltech_root, tmp_path):
         assert built.model(torch.randn(2, 3, 32, 32)).shape == (2, 6)
 
 
+UPSTREAM_TEXT_PATH = ["MODEL.TEXT_TRUNCATE", "False", "MODEL.TEXT_SHARED_PREFIX", "False",
+                      "TEST.CACHE_TEXT_FEATURES", "False"]
+
+
+def _sep_args(root, clip, out, *extra):
+    return coop_args(root, clip, out, "TRAINER.COOP.PREC", "fp32", "TRAINER.COOP.N_CTX", "6", "TRAINER.COOP.N_CTX_V",
+                     "4", "TEST.SAVE_LOGITS", "True", *extra, trainer="SEP", config="vit_b32_ep50_ctxv1.yaml")
+
+
 @pytest.mark.parametrize("trainer", ["CoCoOp", "IVLP", "MaPLe", "SEP"])
-def test_text_truncation_and_eval_cache_keep_the_logits(trainer, caltech_root, tiny_clip, tmp_path):
-    """The exact speed-ups (MODEL.TEXT_TRUNCATE, TEST.CACHE_TEXT_FEATURES) against upstream's full path."""
-    if trainer == "SEP":
-        args = lambda out, *x: coop_args(caltech_root, tiny_clip, out, "TRAINER.COOP.PREC", "fp32",  # noqa: E731
-                                         "TRAINER.COOP.N_CTX", "6", "TRAINER.COOP.N_CTX_V", "4", "TEST.SAVE_LOGITS",
-                                         "True", *x, trainer="SEP", config="vit_b32_ep50_ctxv1.yaml")
-    else:
-        args = lambda out, *x: _args(trainer, caltech_root, tiny_clip, out, *x)  # noqa: E731
+def test_exact_speedups_keep_the_logits(trainer, caltech_root, tiny_clip, tmp_path):
+    """The exact speed-ups (MODEL.TEXT_TRUNCATE, MODEL.TEXT_SHARED_PREFIX, TEST.CACHE_TEXT_FEATURES) against
+    upstream's full path, through train.py."""
+    args = (lambda out, *x: _sep_args(caltech_root, tiny_clip, out, *x)) if trainer == "SEP" else (
+        lambda out, *x: _args(trainer, caltech_root, tiny_clip, out, *x))
     fast, slow = str(tmp_path / "fast"), str(tmp_path / "slow")
     run_train(with_flags(args(fast), "--eval-only"))
-    run_train(with_flags(args(slow, "MODEL.TEXT_TRUNCATE", "False", "TEST.CACHE_TEXT_FEATURES", "False"),
-                         "--eval-only"))
+    run_train(with_flags(args(slow, *UPSTREAM_TEXT_PATH), "--eval-only"))
     a, b = saved_logits(fast)["logits"], saved_logits(slow)["logits"]
     assert torch.allclose(a, b, atol=1e-4) and torch.equal(a.argmax(1), b.argmax(1))
+
+
+def _perturbed(trainer, scale=0.5):
+    with torch.no_grad():  # away from the initial values, where identical prompts could hide mistakes
+        g = torch.Generator().manual_seed(0)
+        for p in trainer.model.prompt_learner.parameters():
+            p.add_(scale * p.abs().mean() * torch.randn(p.shape, generator=g).to(p.dtype))
+    return trainer
+
+
+def _loss_and_grads(trainer, images, labels):
+    trainer.model.zero_grad(set_to_none=True)
+    loss, _ = trainer.compute_loss(images, labels)
+    loss.backward()
+    return loss.detach(), {k: p.grad.clone() for k, p in trainer.model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("trainer,extra,shared", [
+    ("CoOp", [], True), ("CoOp", ["TRAINER.COOP.CLASS_TOKEN_POSITION", "middle"], False),
+    ("CoOp", ["TRAINER.COOP.CSC", "True"], False), ("KgCoOp", [], True), ("CoCoOp", [], True), ("MaPLe", [], True),
+    # fp16-rounded prompts have fp16-rounded gradients, which would hide the comparison
+    ("IVLP", ["TRAINER.IVLP.FP16_PROMPT_ROUNDING", "False"], True), ("ALIGN", [], True)])
+def test_shared_prefix_gives_the_same_loss_and_gradients(trainer, extra, shared, caltech_root, tiny_clip, tmp_path):
+    """MODEL.TEXT_SHARED_PREFIX: the start token and context (and template words) encoded once per group of
+    rows gives the full per-class computation's loss and prompt gradients, and really encodes fewer tokens."""
+    if trainer in TRAINERS:
+        args = _args(trainer, caltech_root, tiny_clip, str(tmp_path / "o"), *extra)
+    else:
+        config = {"CoOp": "vit_b32.yaml", "ALIGN": "vit_b16_c2_ep5_batch4_2ctx.yaml"}[trainer]
+        opts = {"CoOp": ["TRAINER.COOP.PREC", "fp32"],
+                "ALIGN": ["TRAINER.MMP.PREC", "fp32", "TRAINER.MMP.TEXT_PROMPT_DEPTH", "2"]}[trainer]
+        args = coop_args(caltech_root, tiny_clip, str(tmp_path / "o"), *opts, *extra, trainer=trainer,
+                         config=config)
+    built = _perturbed(run_train(with_flags(args, "--no-train")))
+    model = built.model
+    batch = next(iter(built.train_loader_x))
+    images, labels = batch["img"][:4], batch["label"][:4]
+    counted = []
+    block = model.text_encoder.transformer.resblocks[0]
+    handle = block.mlp.register_forward_hook(lambda m, inp, out: counted.append(inp[0].shape[:-1].numel()))
+    try:
+        shared_loss, shared_grads = _loss_and_grads(built, images, labels)
+        shared_tokens = sum(counted)
+        counted.clear()
+        model.text_encoder.share_prefix = False
+        full_loss, full_grads = _loss_and_grads(built, images, labels)
+        full_tokens = sum(counted)
+    finally:
+        handle.remove()
+        model.text_encoder.share_prefix = True
+    torch.testing.assert_close(shared_loss, full_loss, rtol=1e-5, atol=1e-5)
+    assert shared_grads.keys() == full_grads.keys() and shared_grads
+    for name in full_grads:
+        # fp32 rounding relative to the gradient's scale (truncation on/off differs as much)
+        scale = full_grads[name].abs().max().item()
+        torch.testing.assert_close(shared_grads[name], full_grads[name], rtol=0, atol=2e-5 * scale,
+                                   msg=lambda m: f"{name}: {m}")
+    assert (shared_tokens < 0.8 * full_tokens) if shared else (shared_tokens == full_tokens)

@@ -3,20 +3,29 @@
     python tools/benchmark.py                       # ViT-B/16, 10/100/1000 classes, every trainer
     python tools/benchmark.py --backbone ViT-B/32 --classes 10 100 --trainers CoOp SEP --device cpu
 
-Random weights in the backbone's real shapes (no download). For each trainer and class count it times
-a training step (median) and evaluation per test image, for
-  * "upstream": the computation of the official code (MODEL.TEXT_TRUNCATE False, TEST.CACHE_TEXT_FEATURES
-    False, and each trainer's own switches listed in UPSTREAM_OPTS), numerically the official path;
-  * "ours": the defaults (exact optimizations on),
-and prints the ratio, the peak memory (CUDA), and each path's distance from a floor: the counted FLOPs of
-work no implementation can skip (frozen forward passes, plus forward and backward through encoders that
-carry prompts) divided by the machine's measured matmul rate.
-Evaluation per image amortises the class encoding over --test-images images when it is computed once.
+Random weights in the backbone's real shapes (no download, no data). For each trainer and class count
+it measures, for two builds of the same trainer side by side:
+  * "upstream": every exact optimization switched off (MODEL.TEXT_TRUNCATE, MODEL.TEXT_SHARED_PREFIX,
+    TEST.CACHE_TEXT_FEATURES False, and each trainer's own switches in TRAINER_UPSTREAM_OPTS): numerically
+    the official computation, done the official way;
+  * "ours": the defaults;
+  * the median training-step time (forward, backward, optimizer step) and its peak memory;
+  * evaluation time per test image: the image-side forward of --eval-batch images (timed with the class
+    side already encoded) plus the class encoding, which upstream repeats for every test batch of the
+    official yaml and ours runs once per evaluation of --test-images images;
+  * the floor: the FLOPs of our training step / class encoding / image forward, counted by PyTorch's
+    FLOP counter (frozen forward passes, backward through the prompted encoders: work no implementation
+    skips), divided by the best fp32 matmul rate measured on this machine; "x floor" = time / floor.
+Peak memory: CUDA's allocator peak, or on CPU the process's resident-set growth sampled every ms.
+No assertion anywhere: this is a measuring tool, its output goes in the README.
 """
 import argparse
+import contextlib
+import ctypes
 import os
 import statistics
 import sys
+import threading
 import time
 import types
 
@@ -28,21 +37,32 @@ import train  # noqa: E402  (registers trainers and datasets)
 from engine.config import get_cfg_default, merge_from_file, merge_from_list  # noqa: E402
 from engine.trainer import TRAINER_REGISTRY, TrainerBase  # noqa: E402
 
-# trainer -> (config yaml, extra options, test batch of the official yaml, does the image tower carry prompts)
+# trainer -> (official yaml, extra options of its official scripts, test batch size of the official yaml)
 TRAINERS = {
-    "CoOp": ("CoOp/vit_b16_ep50.yaml", ["TRAINER.COOP.N_CTX", "16"], 100, False),
-    "CoCoOp": ("CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml", [], 100, False),
-    "KgCoOp": ("KgCoOp/vit_b16_ep100_ctxv1.yaml", ["TRAINER.COOP.W", "8.0"], 100, False),
-    "MaPLe": ("MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", [], 100, True),
-    "IVLP": ("IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml", [], 100, True),
-    "VPT": ("VPT/vit_b16_c2_ep5_batch4_4.yaml", [], 100, True),
+    "CoOp": ("CoOp/vit_b16_ep50.yaml", ["TRAINER.COOP.N_CTX", "16"], 100),
+    "CoCoOp": ("CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml", [], 100),
+    "KgCoOp": ("KgCoOp/vit_b16_ep100_ctxv1.yaml", ["TRAINER.COOP.W", "8.0"], 100),
+    "MaPLe": ("MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", [], 100),
+    "IVLP": ("IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml", [], 100),
+    "VPT": ("VPT/vit_b16_c2_ep5_batch4_4.yaml", [], 100),
     "SEP": ("SEP/vit_b32_ep50_ctxv1.yaml", ["TRAINER.COOP.N_CTX", "6", "TRAINER.COOP.N_CTX_V", "4",
-                                             "TRAINER.COOP.W", "8.0", "TRAINER.COOP.W_V", "6.0"], 500, True),
-    "ALIGN": ("ALIGN/vit_b16_c2_ep5_batch4_2ctx.yaml", [], 100, True),
+                                             "TRAINER.COOP.W", "8.0", "TRAINER.COOP.W_V", "6.0"], 500),
+    "ALIGN": ("ALIGN/vit_b16_c2_ep5_batch4_2ctx.yaml", [], 100),
 }
-UPSTREAM_OPTS = ["MODEL.TEXT_TRUNCATE", "False", "TEST.CACHE_TEXT_FEATURES", "False"]
-# per-trainer switches back to the upstream computation (added by each trainer that has more)
-TRAINER_UPSTREAM_OPTS = {}
+UPSTREAM_OPTS = ["MODEL.TEXT_TRUNCATE", "False", "MODEL.TEXT_SHARED_PREFIX", "False",
+                 "TEST.CACHE_TEXT_FEATURES", "False"]
+TRAINER_UPSTREAM_OPTS = {
+    # one token-level Sinkhorn call per (image, class) pair, a host sync per iteration: the official loop
+    "ALIGN": ["TRAINER.MMP.TOKEN_OT_CHUNK", "1"],
+}
+# class names of ImageNet-like BPE lengths (1-4 tokens; the longest decides where the text is cut)
+NAME_WORDS = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead", "electric ray",
+              "stingray", "rooster", "hen", "ostrich", "brambling", "goldfinch", "house finch", "junco",
+              "indigo bunting", "American robin", "bulbul", "jay", "magpie", "chickadee"]
+
+
+def class_names(count):
+    return [f"{NAME_WORDS[i % len(NAME_WORDS)]} {i // len(NAME_WORDS)}" for i in range(count)]
 
 
 def random_clip_factory(name):
@@ -56,6 +76,7 @@ def random_clip_factory(name):
     reference = CLIP(spec["embed_dim"], vision_cfg=CLIPVisionCfg(**spec["vision_cfg"]),
                      text_cfg=CLIPTextCfg(**spec["text_cfg"]), quick_gelu=True)
     state = reference.state_dict()
+    del reference
 
     def load(_name, _path, precision, device):
         model = build_model_from_openai_state_dict(dict(state), cast_dtype=torch.float16)
@@ -69,26 +90,28 @@ def random_clip_factory(name):
     return load
 
 
-def build_trainer(name, classes, backbone, device, upstream, repo):
-    config, opts, _, _ = TRAINERS[name]
+def build_trainer(name, classes, backbone, device, upstream, repo, prec):
+    config, opts, _ = TRAINERS[name]
     cfg = get_cfg_default()
     train.extend_cfg(cfg)
     merge_from_file(cfg, os.path.join(repo, "configs/trainers", config))
     size = 336 if backbone.endswith("336px") else 224
     merge_from_list(cfg, ["MODEL.BACKBONE.NAME", backbone, "INPUT.SIZE", f"({size}, {size})", "TRAINER.NAME", name,
                           "USE_CUDA", str(device.type == "cuda"), *opts])
+    cls = TRAINER_REGISTRY.get(name)
+    if prec and getattr(cls, "config_node", ""):
+        merge_from_list(cfg, [f"TRAINER.{cls.config_node}.PREC", prec])
     if upstream:
         merge_from_list(cfg, UPSTREAM_OPTS + TRAINER_UPSTREAM_OPTS.get(name, []))
     cfg.freeze()
-    cls = TRAINER_REGISTRY.get(name)
-    trainer = cls.__new__(cls)  # no data loading: the model is built for ``classes`` synthetic class names
+    trainer = cls.__new__(cls)  # no data: the model is built for ``classes`` synthetic class names
     TrainerBase.__init__(trainer)
     trainer.cfg, trainer.device, trainer.output_dir = cfg, device, ""
     trainer.start_epoch = trainer.epoch = 0
     trainer.max_epoch = cfg.OPTIM.MAX_EPOCH
-    names = [f"class number {i} of the benchmark" for i in range(classes)]
-    trainer.dm = types.SimpleNamespace(dataset=types.SimpleNamespace(classnames=names))
-    trainer.build_model()
+    trainer.dm = types.SimpleNamespace(dataset=types.SimpleNamespace(classnames=class_names(classes)))
+    with contextlib.redirect_stdout(open(os.devnull, "w")):
+        trainer.build_model()
     if upstream and name == "CoCoOp":
         trainer.model.text_chunk_images = 1  # upstream encodes the prompts of one image at a time
     return trainer, size
@@ -110,30 +133,42 @@ def timed(fn, device, repeat):
     return statistics.median(times)
 
 
-def measure(trainer, size, batch, test_batch, steps, test_images, device):
-    images = torch.randn(batch, 3, size, size, device=device)
-    labels = torch.randint(0, len(trainer.dm.dataset.classnames), (batch,), device=device)
-    trainer.set_model_mode("train")
-    trainer.num_batches, trainer.batch_idx = 10 ** 6, 0
-    step = lambda: trainer.forward_backward({"img": images, "label": labels, "domain": labels})  # noqa: E731
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    step()  # warm-up
-    train_s = timed(step, device, steps)
-    peak_train = torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else None
-    trainer.set_model_mode("eval")
-    test = torch.randn(test_batch, 3, size, size, device=device)
-    with torch.no_grad():
-        if device.type == "cuda":
+class PeakMemory:
+    """Peak memory (MiB) above the level at entry: CUDA allocator statistics, or the resident set on CPU."""
+
+    def __init__(self, device):
+        self.device, self.peak = device, 0.0
+
+    @staticmethod
+    def _rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self._base = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
-        trainer.before_test("test")
-        cached = trainer.model._text_cache is not None if hasattr(trainer.model, "_text_cache") else False
-        class_s = timed(lambda: (trainer.after_test("test"), trainer.before_test("test")), device, 1) if cached else 0
-        batch_s = timed(lambda: trainer.model_inference(test), device, max(1, steps // 2))
-        peak_eval = torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else None
-        trainer.after_test("test")
-    eval_per_image = batch_s / test_batch + class_s / test_images
-    return train_s, eval_per_image, peak_train, peak_eval
+            return self
+        self._base, self._max, self._stop = self._rss(), 0, threading.Event()
+
+        def sample():
+            while not self._stop.is_set():
+                self._max = max(self._max, self._rss())
+                time.sleep(0.001)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = (torch.cuda.max_memory_allocated() - self._base) / 2 ** 20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = (max(self._max, self._rss()) - self._base) / 2 ** 20
 
 
 def count_flops(fn):
@@ -144,79 +179,144 @@ def count_flops(fn):
     return counter.get_total_flops()
 
 
-def floor_flops(trainer, size, batch, test_batch, test_images, vision_prompted):
-    """Unavoidable work: one frozen image pass per image, one text pass per class over the tokens up to the
-    end token; forward + backward (x3) through the encoders that carry prompts."""
-    model = trainer.model
-    img = torch.randn(1, 3, size, size, device=trainer.device)
+def has_text_cache(trainer):
+    return hasattr(trainer.model, "cache_text_features") and not getattr(trainer.model, "image_conditioned_text",
+                                                                         False)
+
+
+def measure(trainer, size, args, device, count):
+    """Training step (median s, peak MiB, FLOPs), class encoding (s, FLOPs), image side per image (s, FLOPs),
+    eval peak MiB. ``count`` also counts the FLOPs (for the floor)."""
+    torch.manual_seed(0)
+    out = {}
+    images = torch.randn(args.batch, 3, size, size, device=device)
+    labels = torch.randint(0, len(trainer.dm.dataset.classnames), (args.batch,), device=device)
+    if trainer.get_model_names() and args.train:  # zero-shot CLIP has nothing to train
+        trainer.set_model_mode("train")
+        trainer.num_batches, trainer.batch_idx = 10 ** 6, 0
+        step = lambda: trainer.forward_backward({"img": images, "label": labels, "domain": labels})  # noqa: E731
+        with PeakMemory(device) as memory:
+            step()  # warm-up
+        out["train_s"] = timed(step, device, args.steps)
+        out["train_mib"] = memory.peak
+        if count:
+            out["train_flops"] = count_flops(step)
+    trainer.set_model_mode("eval")
+    conditioned = not has_text_cache(trainer)
+    batch = 1 if conditioned else args.eval_batch  # image-conditioned text: ~n_cls text passes per image
+    test = torch.randn(batch, 3, size, size, device=device)
     with torch.no_grad():
-        f_img = count_flops(lambda: model.image_encoder(img.to(model.dtype)))
-        pl = getattr(model, "prompt_learner", None)
-        tokens = getattr(pl, "tokenized_prompts", None)
-        if tokens is None:
-            from models import tokenize
+        encode = trainer.model.cache_text_features if not conditioned else None
+        out["text_s"] = timed(encode, device, 1) if encode else 0.0  # also fills the cache used below
+        if encode and count:
+            out["text_flops"] = count_flops(encode)
+        with PeakMemory(device) as memory:
+            trainer.model_inference(test)  # warm-up (the class side is cached: this is the image side)
+        out["image_s"] = timed(lambda: trainer.model_inference(test), device, args.eval_repeat) / batch
+        out["eval_mib"] = memory.peak
+        if count:
+            out["image_flops"] = count_flops(lambda: trainer.model_inference(test)) / batch
+        trainer.model.clear_text_cache() if hasattr(trainer.model, "clear_text_cache") else None
+    return out
 
-            tokens = tokenize(trainer.dm.dataset.classnames).to(trainer.device)
-        length = int(tokens.argmax(-1).max()) + 1
-        f_txt = count_flops(lambda: model.text_encoder.encode_tokens(tokens[:, :length]))
-    text_prompted = not isinstance(getattr(model, "fixed_text_features", None), torch.Tensor)
-    train = batch * f_img * (3 if vision_prompted else 1) + f_txt * (3 if text_prompted else 0)
-    evaluate = f_img + f_txt / test_images
-    return train, evaluate
+
+def matmul_rate(device, shapes):
+    """Best fp32 matmul rate (FLOP/s) over GEMM shapes met in the backbone."""
+    best = 0.0
+    for m, k, n in shapes:
+        a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
+        a @ b
+        best = max(best, 2 * m * k * n / timed(lambda: a @ b, device, 5))
+    return best
 
 
-def matmul_rate(device, n=1024, repeat=5):
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    seconds = timed(lambda: a @ b, device, repeat)
-    return 2 * n ** 3 / seconds
+def limit_malloc_caching():
+    """Large CPU blocks straight from/to the OS, so the resident set follows what tensors hold (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1 << 16)  # M_TRIM_THRESHOLD
 
 
 def main():
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbone", default="ViT-B/16")
-    ap.add_argument("--trainers", nargs="+", default=list(TRAINERS))
+    ap.add_argument("--trainers", nargs="+", default=list(TRAINERS), choices=list(TRAINERS))
     ap.add_argument("--classes", nargs="+", type=int, default=[10, 100, 1000])
-    ap.add_argument("--batch", type=int, default=4, help="training batch (official MaPLe-family: 4)")
-    ap.add_argument("--steps", type=int, default=3, help="timed training steps (median)")
-    ap.add_argument("--test-images", type=int, default=50000, help="test set size the class encoding spans")
+    ap.add_argument("--max-train-classes", type=int, default=None,
+                    help="time training only up to this many classes (upstream's 1000-class step needs ~40 GB "
+                         "of fp32 activations at batch 4)")
+    ap.add_argument("--batch", type=int, default=4, help="training batch (official MaPLe-family yamls: 4)")
+    ap.add_argument("--steps", type=int, default=3, help="timed training steps (median), after one warm-up")
+    ap.add_argument("--eval-batch", type=int, default=8, help="images per timed evaluation forward")
+    ap.add_argument("--eval-repeat", type=int, default=2, help="timed evaluation forwards (median)")
+    ap.add_argument("--test-images", type=int, default=50000,
+                    help="test-set size over which ours encodes the classes once (ImageNet val: 50000)")
+    ap.add_argument("--prec", default="fp32", help="TRAINER.<node>.PREC for every trainer (fp32, fp16, amp)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
+    args.train = True
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    limit_malloc_caching()
+    import open_clip
+
     import trainers.base as trainer_base
+    from models.clip import AVAILABLE_BACKBONES
 
     trainer_base.load_clip = random_clip_factory(args.backbone)
-    rate = matmul_rate(device)
-    print(f"device {device}, {torch.get_num_threads()} threads, measured fp32 matmul rate {rate / 1e9:.1f} GFLOP/s; "
-          f"backbone {args.backbone}, train batch {args.batch}, test set {args.test_images} images")
-    header = ("trainer", "classes", "train s/step up", "ours", "speed-up", "floor x up/ours",
-              "eval ms/img up", "ours", "speed-up", "floor x up/ours", "peak MiB train/eval")
+    spec = open_clip.get_model_config(AVAILABLE_BACKBONES[args.backbone])
+    width = spec["vision_cfg"]["width"]
+    tokens = (spec["vision_cfg"]["image_size"] // spec["vision_cfg"]["patch_size"]) ** 2 + 1
+    rate = matmul_rate(device, [(args.batch * tokens, width, 4 * width), (args.eval_batch * tokens, 4 * width, width),
+                                (2048, 2048, 2048)])
+    print(f"# {device} ({torch.get_num_threads()} threads), best fp32 matmul {rate / 1e9:.0f} GFLOP/s; {args.backbone}, "
+          f"PREC {args.prec}, train batch {args.batch}, test set {args.test_images} images; torch {torch.__version__}",
+          flush=True)
+    header = ("trainer", "classes", "train s/step upstream", "ours", "speed-up", "x floor up/ours",
+              "eval ms/img upstream", "ours", "speed-up", "x floor up/ours", "peak MiB train up/ours",
+              "peak MiB eval up/ours")
     rows = []
     for name in args.trainers:
-        if name not in TRAINER_REGISTRY:
-            print(f"skipping {name}: not registered")
-            continue
         for classes in args.classes:
+            args.train = args.max_train_classes is None or classes <= args.max_train_classes
             result = {}
             for upstream in (True, False):
-                torch.manual_seed(0)
-                trainer, size = build_trainer(name, classes, args.backbone, device, upstream, repo)
-                test_batch = TRAINERS[name][2]
-                result[upstream] = measure(trainer, size, args.batch, test_batch, args.steps, args.test_images,
-                                           device)
-                if not upstream:
-                    floor = floor_flops(trainer, size, args.batch, test_batch, args.test_images, TRAINERS[name][3])
+                trainer, size = build_trainer(name, classes, args.backbone, device, upstream, repo, args.prec)
+                result[upstream] = measure(trainer, size, args, device, count=not upstream)
                 del trainer
-            (tu, eu, _, _), (to, eo, pt, pe) = result[True], result[False]
-            ft, fe = floor[0] / rate, floor[1] / rate
-            rows.append((name, classes, f"{tu:.3f}", f"{to:.3f}", f"{tu / to:.2f}x",
-                         f"{tu / ft:.1f}/{to / ft:.1f}", f"{1e3 * eu:.2f}", f"{1e3 * eo:.2f}", f"{eu / eo:.1f}x",
-                         f"{eu / fe:.1f}/{eo / fe:.1f}", "-" if pt is None else f"{pt:.0f}/{pe:.0f}"))
-            print(" | ".join(map(str, rows[-1])), flush=True)
-    from tabulate import tabulate
-
+            up, ours = result[True], result[False]
+            test_batch = TRAINERS[name][2]
+            eval_up = up["image_s"] + up["text_s"] / test_batch
+            eval_ours = ours["image_s"] + ours["text_s"] / args.test_images
+            floor_eval = (ours["image_flops"] + ours.get("text_flops", 0) / args.test_images) / rate
+            row = [name, classes]
+            if "train_s" in ours:
+                floor_train = ours["train_flops"] / rate
+                row += [f"{up['train_s']:.2f}", f"{ours['train_s']:.2f}", f"{up['train_s'] / ours['train_s']:.2f}x",
+                        f"{up['train_s'] / floor_train:.1f} / {ours['train_s'] / floor_train:.1f}"]
+            else:
+                row += ["-"] * 4
+            row += [f"{1e3 * eval_up:.1f}", f"{1e3 * eval_ours:.1f}", f"{eval_up / eval_ours:.2f}x",
+                    f"{eval_up / floor_eval:.1f} / {eval_ours / floor_eval:.1f}"]
+            row += [f"{up['train_mib']:.0f} / {ours['train_mib']:.0f}" if "train_mib" in ours else "-",
+                    f"{up['eval_mib']:.0f} / {ours['eval_mib']:.0f}"]
+            rows.append(row)
+            print(" | ".join(map(str, row)), flush=True)
     print()
-    print(tabulate(rows, headers=header, tablefmt="github"))
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(map(str, row)) + " |")
+    if "ALIGN" in args.trainers:
+        chunk = get_cfg_default()
+        train.extend_cfg(chunk)
+        entries = chunk.TRAINER.MMP.TOKEN_OT_CHUNK
+        print(f"\nALIGN token-level OT runs in chunks of TRAINER.MMP.TOKEN_OT_CHUNK = {entries} similarity entries "
+              f"({entries * 4 / 2 ** 20:.0f} MiB per fp32 tensor), whatever the numbers of images and classes.")
 
 
 if __name__ == "__main__":

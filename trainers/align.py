@@ -27,7 +27,8 @@ from engine.utils.tools import UserError
 from models import tokenize
 from models.deep_prompts import deep_prompt_hook, rename_official_keys
 from models.prompted_clip import PromptedCLIP, normalize
-from models.prompts import embed_class_prompts
+from models.encoders import SharedPrefix
+from models.prompts import common_prefix_length, embed_class_prompts
 from models.sinkhorn import sinkhorn
 
 from .base import PromptTrainer
@@ -90,6 +91,15 @@ class MultiModePromptLearner(nn.Module):
     def eot_indices(self):
         return self.tokenized_prompts.argmax(dim=-1)
 
+    def shared_prefix(self):
+        """Rows k*N + n of set n share their start token, context and template words (one group per set)."""
+        if self.n_cls < 2:
+            return None
+        tokens = self.tokenized_prompts.view(self.n_cls, self.n_sets, -1)
+        length = min(common_prefix_length(tokens[:, n], self.n_ctx) for n in range(self.n_sets))
+        rows = torch.arange(self.n_cls * self.n_sets, device=tokens.device)
+        return SharedPrefix(length, row_group=rows % self.n_sets, group_rows=rows[:self.n_sets])
+
     @property
     def token_window(self):
         """L_k per class: set 0's end-token position minus one, used for every set (Q4)."""
@@ -135,13 +145,18 @@ class ALIGNCLIP(PromptedCLIP):
     # ----- encoders -----
     def text_side(self):
         pl = self.prompt_learner
-        hook = deep_prompt_hook([_tile(p, pl.n_cls) for p in pl.compound_prompts_text], at=1)
         prompts = pl.assemble()
         if self.text_encoder.truncate:
             # MODEL.TEXT_TRUNCATE: with the causal mask, positions after the last end token change neither the
             # pooled features nor the token windows (which end before set 0's end token)
             prompts = prompts[:, :pl.text_length]
-        pooled, tokens = self.text_encoder(prompts, pl.eot_indices, layer_hook=hook, return_tokens=True)
+        shared = pl.shared_prefix()
+        if self.text_encoder.uses_shared_prefix(shared, prompts.shape[1]):
+            deep = list(pl.compound_prompts_text)  # the hook then sees one prefix per set
+        else:
+            deep = [_tile(p, pl.n_cls) for p in pl.compound_prompts_text]
+        pooled, tokens = self.text_encoder(prompts, pl.eot_indices, layer_hook=deep_prompt_hook(deep, at=1),
+                                           return_tokens=True, shared_prefix=shared)
         lengths = pl.token_window
         window = tokens.view(pl.n_cls, pl.n_sets, *tokens.shape[1:])[:, :, :int(lengths.max())]
         outside = torch.arange(window.shape[2], device=lengths.device) >= lengths[:, None]

@@ -58,6 +58,7 @@ class PromptTrainer(TrainerX):
         print("Building custom CLIP")
         self.model = build(clip_model)
         self.model.text_encoder.truncate = self.cfg.MODEL.TEXT_TRUNCATE
+        self.model.text_encoder.share_prefix = self.cfg.MODEL.TEXT_SHARED_PREFIX
         print("Turning off gradients in both the image and the text encoder")
         for name, param in self.model.named_parameters():
             param.requires_grad_(trainable in name)

@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from engine import TRAINER_REGISTRY
 from engine.config import add_config_node
+from models.encoders import SharedPrefix
 from models.prompted_clip import PromptedCLIP, normalize
 from models.prompts import ClassPromptLearner, init_context
 
@@ -51,15 +52,21 @@ class CoCoOpCLIP(PromptedCLIP):
         image_features = normalize(self.image_features(image))
         prompts = self.prompt_learner(image_features)
         b, n_cls = prompts.shape[:2]
-        eot = self.prompt_learner.eot_indices.repeat(min(b, self.text_chunk_images))
+        pl = self.prompt_learner
+        eot = pl.eot_indices.repeat(min(b, self.text_chunk_images))
+        # an image's class prompts share the start token and its shifted context
+        prefix = pl.shared_prefix()
         logits = []
         # several images' prompts in one text-encoder pass (the official loop does one image at a time;
         # each row is computed the same way, baselines.md B10)
         for start in range(0, b, self.text_chunk_images):
             chunk = prompts[start:start + self.text_chunk_images]
             n = chunk.shape[0]
+            if prefix is not None:
+                rows = torch.arange(n * n_cls, device=chunk.device)
+                prefix = SharedPrefix(prefix.length, row_group=rows // n_cls, group_rows=rows[::n_cls])
             text = normalize(self.text_encoder(chunk.reshape(n * n_cls, *chunk.shape[2:]), eot[:n * n_cls],
-                                               length=self.prompt_learner.text_length))
+                                               length=pl.text_length, shared_prefix=prefix))
             text = text.reshape(n, n_cls, -1)
             logits.append(torch.einsum("bd,bcd->bc", image_features[start:start + n], text))
         return self.logit_scale.exp() * torch.cat(logits)

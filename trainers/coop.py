@@ -29,6 +29,10 @@ class PromptLearner(ClassPromptLearner):
         super().__init__(text_encoder, classnames, ctx, prompt_prefix)
         self.class_token_position = cfg.CLASS_TOKEN_POSITION
 
+    def shared_prefix(self):
+        # with the class name at the front or middle, only the start token precedes it
+        return super().shared_prefix() if self.class_token_position == "end" else None
+
     def forward(self):
         if self.class_token_position == "end":
             return self.assemble()
@@ -54,7 +58,7 @@ class CoOpCLIP(PromptedCLIP):
     def text_features(self):
         # the end token sits where the placeholder sentence had it, whatever the class-token position
         pl = self.prompt_learner
-        return self.text_encoder(pl(), pl.eot_indices, length=pl.text_length)
+        return self.text_encoder(pl(), pl.eot_indices, length=pl.text_length, shared_prefix=pl.shared_prefix())
 
 
 @TRAINER_REGISTRY.register()

@@ -35,7 +35,8 @@ class IVLPCLIP(PromptedCLIP):
     def text_features(self):
         pl = self.prompt_learner
         hook = deep_prompt_hook(list(pl.text_deep), at=1, round_fp16=pl.round_fp16)
-        return self.text_encoder(pl.assemble(), pl.eot_indices, layer_hook=hook, length=pl.text_length)
+        return self.text_encoder(pl.assemble(), pl.eot_indices, layer_hook=hook, length=pl.text_length,
+                                 shared_prefix=pl.shared_prefix())
 
     def image_features(self, image):
         visual = self.prompt_learner.visual_prompts

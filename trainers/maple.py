@@ -46,7 +46,8 @@ class MaPLeCLIP(PromptedCLIP):
     def text_features(self):
         pl = self.prompt_learner
         hook = deep_prompt_hook(list(pl.compound_prompts_text), at=1)
-        return self.text_encoder(pl.assemble(), pl.eot_indices, layer_hook=hook, length=pl.text_length)
+        return self.text_encoder(pl.assemble(), pl.eot_indices, layer_hook=hook, length=pl.text_length,
+                                 shared_prefix=pl.shared_prefix())
 
     def image_features(self, image):
         first, deep = self.prompt_learner.visual_prompts()

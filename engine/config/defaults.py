@@ -76,6 +76,8 @@ _C.MODEL.BACKBONE.PRETRAINED = True
 _C.MODEL.BACKBONE.PATH = ""
 # vlprompt: encode class prompts only up to their longest end token (exact: causal mask); False = upstream
 _C.MODEL.TEXT_TRUNCATE = True
+# vlprompt: encode the start token and shared context once, not once per class (exact: causal mask); False = upstream
+_C.MODEL.TEXT_SHARED_PREFIX = True
 # vlprompt: autocast dtype of PREC "amp" (fp16 as upstream, or bf16: no loss scaling needed)
 _C.MODEL.AMP_DTYPE = "fp16"
 _C.MODEL.HEAD = CN()
