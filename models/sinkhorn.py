@@ -17,12 +17,15 @@ called with its settings, and generalises it:
   over |log r - log r_prev| (a relative change), since r itself overflows there.
 * ``grad=False`` (official: plans are constants) runs without autograd; ``grad=True`` differentiates
   through the iterations.
+* Host syncs: whether all groups have stopped is read back only every ``sync_every`` iterations (the
+  official loop reads its delta every iteration); the plans are the same.
 """
 import torch
 
 
 def sinkhorn(cost, row_marginal, col_marginal, eps, *, max_iter=100, threshold=1e-2, stop_group_dims=0,
-             row_mask=None, col_mask=None, log_domain=False, grad=False, nan_to_kernel=True, return_iterations=False):
+             row_mask=None, col_mask=None, log_domain=False, grad=False, nan_to_kernel=True, return_iterations=False,
+             sync_every=8):
     """Transport plans (*batch, a, c) for the kernels exp(-cost / eps).
 
     ``return_iterations=True`` also returns the number of iterations each stopping group ran
@@ -34,7 +37,7 @@ def sinkhorn(cost, row_marginal, col_marginal, eps, *, max_iter=100, threshold=1
     with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
         solve = _log_sinkhorn if log_domain else _sinkhorn
         plan, iterations = solve(cost if grad else cost.detach(), row_marginal, col_marginal, eps, max_iter,
-                                 threshold, stop_group_dims, row_mask, col_mask, nan_to_kernel)
+                                 threshold, stop_group_dims, row_mask, col_mask, nan_to_kernel, max(1, sync_every))
     return (plan, iterations) if return_iterations else plan
 
 
@@ -77,10 +80,14 @@ class _Groups:
         return diff.masked_fill(~self.rm, 0).sum(self.reduce) / self.count
 
     def step(self, delta, threshold):
-        """Count this iteration for the active groups, then retire those that converged; True if any remain."""
+        """Count this iteration for the active groups, then retire those that converged (on the device)."""
         self.iterations += self.active.long()
         self.active = self.active & ~(delta < threshold)
-        return bool(self.active.any())
+
+    def finished(self, iteration, sync_every):
+        """Whether every group has stopped, asked of the device (a host sync) only every ``sync_every``
+        iterations: groups that stopped earlier keep their scalings, so extra iterations change nothing."""
+        return (iteration + 1) % sync_every == 0 and not bool(self.active.any())
 
 
 def _fallback(plan, kernel, groups, nan_to_kernel):
@@ -91,7 +98,7 @@ def _fallback(plan, kernel, groups, nan_to_kernel):
 
 
 def _sinkhorn(cost, row_marginal, col_marginal, eps, max_iter, threshold, stop_group_dims, row_mask, col_mask,
-              nan_to_kernel):
+              nan_to_kernel, sync_every):
     u, v, rm, cm, valid = _prepare(cost, row_marginal, col_marginal, row_mask, col_mask)
     kernel = torch.exp(-cost / eps)
     if valid is not None:
@@ -100,14 +107,15 @@ def _sinkhorn(cost, row_marginal, col_marginal, eps, max_iter, threshold, stop_g
     c = torch.ones_like(v) if cm is None else cm.to(cost.dtype)
     groups = _Groups(cost.shape[:-2], stop_group_dims, rm, cost.device)
     kernel_t = kernel.transpose(-1, -2)
-    for _ in range(max_iter):
+    for t in range(max_iter):
         # row update, then the column update with the new rows (official order)
         r_new = u / _safe(torch.matmul(kernel, c.unsqueeze(-1)).squeeze(-1), rm)
         c_new = v / _safe(torch.matmul(kernel_t, r_new.unsqueeze(-1)).squeeze(-1), cm)
         delta = groups.delta(r_new, r)
         keep = groups.expand(groups.active, 0)
         r, c = torch.where(keep, r_new, r), torch.where(keep, c_new, c)
-        if not groups.step(delta, threshold):
+        groups.step(delta, threshold)
+        if groups.finished(t, sync_every):
             break
     plan = torch.matmul(r.unsqueeze(-1), c.unsqueeze(-2)) * kernel
     return _fallback(plan, kernel, groups, nan_to_kernel), groups.iterations
@@ -119,7 +127,7 @@ def _safe(denominator, mask):
 
 
 def _log_sinkhorn(cost, row_marginal, col_marginal, eps, max_iter, threshold, stop_group_dims, row_mask, col_mask,
-                  nan_to_kernel):
+                  nan_to_kernel, sync_every):
     u, v, rm, cm, valid = _prepare(cost, row_marginal, col_marginal, row_mask, col_mask)
     log_kernel = -cost / eps
     if valid is not None:
@@ -129,7 +137,7 @@ def _log_sinkhorn(cost, row_marginal, col_marginal, eps, max_iter, threshold, st
     log_v = torch.log(v if cm is None else v.masked_fill(~cm, 1))
     f, g = torch.zeros_like(u), torch.zeros_like(v)
     groups = _Groups(cost.shape[:-2], stop_group_dims, rm, cost.device)
-    for _ in range(max_iter):
+    for t in range(max_iter):
         f_new = log_u - torch.logsumexp(log_kernel + g.unsqueeze(-2), dim=-1)
         if rm is not None:
             f_new = f_new.masked_fill(~rm, 0)
@@ -139,7 +147,8 @@ def _log_sinkhorn(cost, row_marginal, col_marginal, eps, max_iter, threshold, st
         delta = groups.delta(f_new, f)
         keep = groups.expand(groups.active, 0)
         f, g = torch.where(keep, f_new, f), torch.where(keep, g_new, g)
-        if not groups.step(delta, threshold):
+        groups.step(delta, threshold)
+        if groups.finished(t, sync_every):
             break
     plan = torch.exp(f.unsqueeze(-1) + log_kernel + g.unsqueeze(-2))
     kernel = torch.exp(log_kernel)

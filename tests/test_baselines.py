@@ -125,15 +125,16 @@ def test_deep_prompts_sit_where_upstream_puts_them(caltech_root, tiny_clip, tmp_
     """MaPLe: text rows 1..n and the last n vision tokens equal the layer's prompts before block 1 only."""
     built = run_train(with_flags(_args("MaPLe", caltech_root, tiny_clip, str(tmp_path / "m")), "--no-train"))
     model, pl = built.model, built.model.prompt_learner
-    model.text_encoder.share_prefix = False  # block hooks see whole sequences (sharing: its own test)
+    model.text_encoder.share_prefix = False  # whole sequences reach the blocks (sharing: its own test)
     seen = {}
 
     def capture(tag, i):
         return lambda module, args, kwargs=None: seen.setdefault((tag, i), args[0].detach().clone())
 
-    handles = [b.register_forward_pre_hook(capture("text", i)) for i, b in
+    # a block's first LayerNorm receives the block's input tokens
+    handles = [b.ln_1.register_forward_pre_hook(capture("text", i)) for i, b in
                enumerate(model.text_encoder.transformer.resblocks)]
-    handles += [b.register_forward_pre_hook(capture("vision", i)) for i, b in
+    handles += [b.ln_1.register_forward_pre_hook(capture("vision", i)) for i, b in
                 enumerate(model.image_encoder.visual.transformer.resblocks)]
     with torch.no_grad():
         model(torch.randn(2, 3, 32, 32))

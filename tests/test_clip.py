@@ -32,6 +32,24 @@ def test_encoders_equal_open_clip_without_prompts(tiny_clip):
         assert torch.allclose(t_pooled, t_tokens[torch.arange(3), tokens.argmax(-1)], atol=1e-5)
 
 
+def test_encoder_gradients_equal_open_clip(tiny_clip):
+    """Our blocks run through their weights (not nn.MultiheadAttention's forward): same values and gradients."""
+    model = load_clip("custom", tiny_clip, "fp32")
+    ref = _reference(tiny_clip)
+    tokens = tokenize(["a photo of a dog.", "an ant on a barrel"])
+    images = torch.randn(2, 3, 32, 32)
+    grads = []
+    for text_fn, image_fn, clip in ((TextEncoder(model).encode_tokens, ImageEncoder(model), model),
+                                    (ref.encode_text, ref.encode_image, ref)):
+        for p in (clip.token_embedding.weight, clip.visual.conv1.weight):
+            p.requires_grad_(True)
+            p.grad = None
+        (text_fn(tokens).pow(2).sum() + image_fn(images).pow(2).sum()).backward()
+        grads.append((clip.token_embedding.weight.grad, clip.visual.conv1.weight.grad))
+    for ours, theirs in zip(*grads):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5 * theirs.abs().max().item())
+
+
 def test_layer_hook_sees_every_layer_and_can_replace_tokens(tiny_clip):
     text = TextEncoder(load_clip("custom", tiny_clip, "fp32"))
     tokens = tokenize(["a photo of a dog."])

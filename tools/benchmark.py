@@ -53,7 +53,7 @@ UPSTREAM_OPTS = ["MODEL.TEXT_TRUNCATE", "False", "MODEL.TEXT_SHARED_PREFIX", "Fa
                  "TEST.CACHE_TEXT_FEATURES", "False"]
 TRAINER_UPSTREAM_OPTS = {
     # one token-level Sinkhorn call per (image, class) pair, a host sync per iteration: the official loop
-    "ALIGN": ["TRAINER.MMP.TOKEN_OT_CHUNK", "1"],
+    "ALIGN": ["TRAINER.MMP.TOKEN_OT_CHUNK", "1", "TRAINER.MMP.OT_SYNC_EVERY", "1"],
 }
 # class names of ImageNet-like BPE lengths (1-4 tokens; the longest decides where the text is cut)
 NAME_WORDS = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead", "electric ray",

@@ -212,7 +212,8 @@ class ALIGNCLIP(PromptedCLIP):
     def solve(self, cost, row_marginal, col_marginal, **kwargs):
         cfg = self.cfg
         return sinkhorn(cost, row_marginal, col_marginal, cfg.EPS, max_iter=cfg.OT_MAX_ITER,
-                        threshold=cfg.OT_THRESHOLD, log_domain=cfg.OT_LOG_DOMAIN, grad=False, **kwargs)
+                        threshold=cfg.OT_THRESHOLD, log_domain=cfg.OT_LOG_DOMAIN, grad=False,
+                       sync_every=cfg.OT_SYNC_EVERY, **kwargs)
 
     def _blocks(self, n_images, n_classes, per_pair):
         """(image slice, class slice) blocks holding at most TOKEN_OT_CHUNK similarity entries (>= one pair)."""
@@ -297,7 +298,8 @@ class ALIGN(PromptTrainer):
             "USECT": False,
             # ours (docs/ALIGN.md); the defaults are the official hard-coded values
             "TOKEN_TERM": "similarity", "BETA": 1.0, "EPS": 0.1, "OT_MAX_ITER": 100, "OT_THRESHOLD": 0.01,
-            "OT_LOG_DOMAIN": False, "OT_FP32": False, "TOKEN_OT_CHUNK": 2 ** 24, "CT_LOG_TEMPERATURE_INIT": 0.0,
+            "OT_LOG_DOMAIN": False, "OT_FP32": False, "TOKEN_OT_CHUNK": 2 ** 24, "OT_SYNC_EVERY": 8,
+            "CT_LOG_TEMPERATURE_INIT": 0.0,
             "FEWSHOT_EPOCH_OVERRIDE": True,
         })
 
@@ -309,8 +311,9 @@ class ALIGN(PromptTrainer):
         if c.VISION_PROMPT_NUMBER != c.TEXT_PROMPT_NUMBER:
             raise UserError("TRAINER.MMP.VISION_PROMPT_NUMBER must equal TEXT_PROMPT_NUMBER: visual set m is "
                             "projected from text set m (the official code fails with a shape error, Q7)")
-        if c.TEXT_PROMPT_NUMBER < 1 or c.N_CTX < 1 or c.EPS <= 0 or c.OT_MAX_ITER < 1 or c.TOKEN_OT_CHUNK < 1:
-            raise UserError("TRAINER.MMP: TEXT_PROMPT_NUMBER, N_CTX, EPS, OT_MAX_ITER, TOKEN_OT_CHUNK must be positive")
+        if min(c.TEXT_PROMPT_NUMBER, c.N_CTX, c.OT_MAX_ITER, c.TOKEN_OT_CHUNK, c.OT_SYNC_EVERY) < 1 or c.EPS <= 0:
+            raise UserError("TRAINER.MMP: TEXT_PROMPT_NUMBER, N_CTX, EPS, OT_MAX_ITER, TOKEN_OT_CHUNK, OT_SYNC_EVERY "
+                            "must be positive")
         if c.VISION_PROMPT_DEPTH != c.TEXT_PROMPT_DEPTH:
             print(f"Note: TRAINER.MMP.VISION_PROMPT_DEPTH ({c.VISION_PROMPT_DEPTH}) is ignored, as officially: "
                   f"visual prompts go as deep as TEXT_PROMPT_DEPTH ({c.TEXT_PROMPT_DEPTH})")
