@@ -245,8 +245,8 @@ def main():
     ap.add_argument("--trainers", nargs="+", default=list(TRAINERS), choices=list(TRAINERS))
     ap.add_argument("--classes", nargs="+", type=int, default=[10, 100, 1000])
     ap.add_argument("--max-train-classes", type=int, default=None,
-                    help="time training only up to this many classes (upstream's 1000-class step needs ~40 GB "
-                         "of fp32 activations at batch 4)")
+                    help="time training only up to this many classes (upstream's 1000-class step holds ~30 GB "
+                         "of fp32 activations at batch 4, ALIGN's ~120 GB)")
     ap.add_argument("--batch", type=int, default=4, help="training batch (official MaPLe-family yamls: 4)")
     ap.add_argument("--steps", type=int, default=3, help="timed training steps (median), after one warm-up")
     ap.add_argument("--eval-batch", type=int, default=8, help="images per timed evaluation forward")
