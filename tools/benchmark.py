@@ -90,14 +90,15 @@ def random_clip_factory(name):
     return load
 
 
-def build_trainer(name, classes, backbone, device, upstream, repo, prec):
+def build_trainer(name, classes, args, device, upstream, repo, size):
     config, opts, _ = TRAINERS[name]
     cfg = get_cfg_default()
     train.extend_cfg(cfg)
     merge_from_file(cfg, os.path.join(repo, "configs/trainers", config))
-    size = 336 if backbone.endswith("336px") else 224
-    merge_from_list(cfg, ["MODEL.BACKBONE.NAME", backbone, "INPUT.SIZE", f"({size}, {size})", "TRAINER.NAME", name,
-                          "USE_CUDA", str(device.type == "cuda"), *opts])
+    merge_from_list(cfg, ["MODEL.BACKBONE.NAME", args.backbone, "MODEL.BACKBONE.PATH", args.clip_path or "",
+                          "INPUT.SIZE", f"({size}, {size})", "TRAINER.NAME", name,
+                          "USE_CUDA", str(device.type == "cuda"), *opts, *args.opts])
+    prec = args.prec
     cls = TRAINER_REGISTRY.get(name)
     if prec and getattr(cls, "config_node", ""):
         merge_from_list(cfg, [f"TRAINER.{cls.config_node}.PREC", prec])
@@ -114,7 +115,7 @@ def build_trainer(name, classes, backbone, device, upstream, repo, prec):
         trainer.build_model()
     if upstream and name == "CoCoOp":
         trainer.model.text_chunk_images = 1  # upstream encodes the prompts of one image at a time
-    return trainer, size
+    return trainer
 
 
 def sync(device):
@@ -238,7 +239,11 @@ def limit_malloc_caching():
         libc.mallopt(-1, 1 << 16)  # M_TRIM_THRESHOLD
 
 
-def main():
+def _num(x):
+    return f"{x:.3g}" if x < 1000 else f"{x:.0f}"
+
+
+def main(argv=None):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbone", default="ViT-B/16")
@@ -256,7 +261,10 @@ def main():
     ap.add_argument("--prec", default="fp32", help="TRAINER.<node>.PREC for every trainer (fp32, fp16, amp)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = ap.parse_args()
+    ap.add_argument("--clip-path", default="",
+                    help="an OpenAI-format CLIP file to load instead of random weights (--backbone custom: any)")
+    ap.add_argument("--opts", nargs="*", default=[], help="KEY VALUE config overrides for every trainer")
+    args = ap.parse_args(argv)
     args.train = True
     device = torch.device(args.device)
     if args.threads:
@@ -267,13 +275,22 @@ def main():
     import trainers.base as trainer_base
     from models.clip import AVAILABLE_BACKBONES
 
-    trainer_base.load_clip = random_clip_factory(args.backbone)
-    spec = open_clip.get_model_config(AVAILABLE_BACKBONES[args.backbone])
-    width = spec["vision_cfg"]["width"]
-    tokens = (spec["vision_cfg"]["image_size"] // spec["vision_cfg"]["patch_size"]) ** 2 + 1
+    if args.clip_path:
+        from models.clip import load_clip
+
+        visual = load_clip(args.backbone, args.clip_path, "fp32", "cpu").visual
+        size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else visual.image_size
+        width, patch = visual.conv1.weight.shape[0], visual.conv1.weight.shape[-1]
+        del visual
+    else:
+        trainer_base.load_clip = random_clip_factory(args.backbone)
+        vision = open_clip.get_model_config(AVAILABLE_BACKBONES[args.backbone])["vision_cfg"]
+        size, width, patch = vision["image_size"], vision["width"], vision["patch_size"]
+    tokens = (size // patch) ** 2 + 1
     rate = matmul_rate(device, [(args.batch * tokens, width, 4 * width), (args.eval_batch * tokens, 4 * width, width),
                                 (2048, 2048, 2048)])
-    print(f"# {device} ({torch.get_num_threads()} threads), best fp32 matmul {rate / 1e9:.0f} GFLOP/s; {args.backbone}, "
+    backbone = args.backbone + (f" ({args.clip_path})" if args.clip_path else "")
+    print(f"# {device} ({torch.get_num_threads()} threads), best fp32 matmul {rate / 1e9:.0f} GFLOP/s; {backbone}, "
           f"PREC {args.prec}, train batch {args.batch}, test set {args.test_images} images; torch {torch.__version__}",
           flush=True)
     header = ("trainer", "classes", "train s/step upstream", "ours", "speed-up", "x floor up/ours",
@@ -285,7 +302,7 @@ def main():
             args.train = args.max_train_classes is None or classes <= args.max_train_classes
             result = {}
             for upstream in (True, False):
-                trainer, size = build_trainer(name, classes, args.backbone, device, upstream, repo, args.prec)
+                trainer = build_trainer(name, classes, args, device, upstream, repo, size)
                 result[upstream] = measure(trainer, size, args, device, count=not upstream)
                 del trainer
             up, ours = result[True], result[False]
@@ -296,11 +313,11 @@ def main():
             row = [name, classes]
             if "train_s" in ours:
                 floor_train = ours["train_flops"] / rate
-                row += [f"{up['train_s']:.2f}", f"{ours['train_s']:.2f}", f"{up['train_s'] / ours['train_s']:.2f}x",
+                row += [_num(up["train_s"]), _num(ours["train_s"]), f"{up['train_s'] / ours['train_s']:.2f}x",
                         f"{up['train_s'] / floor_train:.1f} / {ours['train_s'] / floor_train:.1f}"]
             else:
                 row += ["-"] * 4
-            row += [f"{1e3 * eval_up:.1f}", f"{1e3 * eval_ours:.1f}", f"{eval_up / eval_ours:.2f}x",
+            row += [_num(1e3 * eval_up), _num(1e3 * eval_ours), f"{eval_up / eval_ours:.2f}x",
                     f"{eval_up / floor_eval:.1f} / {eval_ours / floor_eval:.1f}"]
             row += [f"{up['train_mib']:.0f} / {ours['train_mib']:.0f}" if "train_mib" in ours else "-",
                     f"{up['eval_mib']:.0f} / {ours['eval_mib']:.0f}"]
@@ -318,6 +335,7 @@ def main():
         print(f"\nALIGN token-level OT runs in chunks of TRAINER.MMP.TOKEN_OT_CHUNK = {entries} similarity entries "
               f"({entries * 4 / 2 ** 20:.0f} MiB per fp32 tensor), whatever the numbers of images and classes.")
 
+    return rows
 
 if __name__ == "__main__":
     main()
