@@ -101,6 +101,8 @@ class ClassPromptLearner(torch.nn.Module):
         self.register_buffer("tokenized_prompts", tokens, persistent=False)
         # tokens up to the longest end token: all the text encoder needs (see TextEncoder ``length``)
         self.text_length = int(tokens.argmax(dim=-1).max()) + 1
+        # what every class prompt shares when the context is too (constant: no device read per step)
+        self.shared_prefix_length = common_prefix_length(tokens, self.n_ctx)
 
     @property
     def eot_indices(self):
@@ -111,7 +113,7 @@ class ClassPromptLearner(torch.nn.Module):
         """What all class prompts share at the input (``SharedPrefix``), None with class-specific context."""
         if self.ctx.dim() == 3 or self.n_cls < 2:
             return None
-        return SharedPrefix(common_prefix_length(self.tokenized_prompts, self.n_ctx))
+        return SharedPrefix(self.shared_prefix_length)
 
     def assemble(self, ctx=None):
         """Prompts with the class name at the end: [SOS, ctx, name, ".", EOT, pad] per class."""

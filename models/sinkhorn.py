@@ -79,10 +79,14 @@ class _Groups:
             return diff.mean(self.reduce)
         return diff.masked_fill(~self.rm, 0).sum(self.reduce) / self.count
 
-    def step(self, delta, threshold):
-        """Count this iteration for the active groups, then retire those that converged (on the device)."""
+    def update(self, first_new, first, second_new, second, threshold):
+        """One iteration's bookkeeping, on the device: active groups take the new scalings (``first`` decides
+        convergence), the iteration is counted for them, and those that converged are retired."""
+        delta = self.delta(first_new, first)
+        keep = self.expand(self.active, 0)
         self.iterations += self.active.long()
         self.active = self.active & ~(delta < threshold)
+        return torch.where(keep, first_new, first), torch.where(keep, second_new, second)
 
     def finished(self, iteration, sync_every):
         """Whether every group has stopped, asked of the device (a host sync) only every ``sync_every``
@@ -111,10 +115,7 @@ def _sinkhorn(cost, row_marginal, col_marginal, eps, max_iter, threshold, stop_g
         # row update, then the column update with the new rows (official order)
         r_new = u / _safe(torch.matmul(kernel, c.unsqueeze(-1)).squeeze(-1), rm)
         c_new = v / _safe(torch.matmul(kernel_t, r_new.unsqueeze(-1)).squeeze(-1), cm)
-        delta = groups.delta(r_new, r)
-        keep = groups.expand(groups.active, 0)
-        r, c = torch.where(keep, r_new, r), torch.where(keep, c_new, c)
-        groups.step(delta, threshold)
+        r, c = groups.update(r_new, r, c_new, c, threshold)
         if groups.finished(t, sync_every):
             break
     plan = torch.matmul(r.unsqueeze(-1), c.unsqueeze(-2)) * kernel
@@ -144,10 +145,7 @@ def _log_sinkhorn(cost, row_marginal, col_marginal, eps, max_iter, threshold, st
         g_new = log_v - torch.logsumexp(log_kernel + f_new.unsqueeze(-1), dim=-2)
         if cm is not None:
             g_new = g_new.masked_fill(~cm, 0)
-        delta = groups.delta(f_new, f)
-        keep = groups.expand(groups.active, 0)
-        f, g = torch.where(keep, f_new, f), torch.where(keep, g_new, g)
-        groups.step(delta, threshold)
+        f, g = groups.update(f_new, f, g_new, g, threshold)
         if groups.finished(t, sync_every):
             break
     plan = torch.exp(f.unsqueeze(-1) + log_kernel + g.unsqueeze(-2))

@@ -185,14 +185,14 @@ def has_text_cache(trainer):
                                                                          False)
 
 
-def measure(trainer, size, args, device, count):
-    """Training step (median s, peak MiB, FLOPs), class encoding (s, FLOPs), image side per image (s, FLOPs),
-    eval peak MiB. ``count`` also counts the FLOPs (for the floor)."""
+def measure(trainer, size, args, device, count, train_step):
+    """Training step if ``train_step`` (median s, peak MiB, FLOPs), class encoding (s, FLOPs), image side per
+    image (s, FLOPs), eval peak MiB. ``count`` also counts the FLOPs (for the floor)."""
     torch.manual_seed(0)
     out = {}
     images = torch.randn(args.batch, 3, size, size, device=device)
     labels = torch.randint(0, len(trainer.dm.dataset.classnames), (args.batch,), device=device)
-    if trainer.get_model_names() and args.train:  # zero-shot CLIP has nothing to train
+    if train_step:
         trainer.set_model_mode("train")
         trainer.num_batches, trainer.batch_idx = 10 ** 6, 0
         step = lambda: trainer.forward_backward({"img": images, "label": labels, "domain": labels})  # noqa: E731
@@ -217,7 +217,8 @@ def measure(trainer, size, args, device, count):
         out["eval_mib"] = memory.peak
         if count:
             out["image_flops"] = count_flops(lambda: trainer.model_inference(test)) / batch
-        trainer.model.clear_text_cache() if hasattr(trainer.model, "clear_text_cache") else None
+        if hasattr(trainer.model, "clear_text_cache"):
+            trainer.model.clear_text_cache()
     return out
 
 
@@ -265,7 +266,6 @@ def main(argv=None):
                     help="an OpenAI-format CLIP file to load instead of random weights (--backbone custom: any)")
     ap.add_argument("--opts", nargs="*", default=[], help="KEY VALUE config overrides for every trainer")
     args = ap.parse_args(argv)
-    args.train = True
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -299,11 +299,11 @@ def main(argv=None):
     rows = []
     for name in args.trainers:
         for classes in args.classes:
-            args.train = args.max_train_classes is None or classes <= args.max_train_classes
+            train_step = args.max_train_classes is None or classes <= args.max_train_classes
             result = {}
             for upstream in (True, False):
                 trainer = build_trainer(name, classes, args, device, upstream, repo, size)
-                result[upstream] = measure(trainer, size, args, device, count=not upstream)
+                result[upstream] = measure(trainer, size, args, device, count=not upstream, train_step=train_step)
                 del trainer
             up, ours = result[True], result[False]
             test_batch = TRAINERS[name][2]

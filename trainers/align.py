@@ -86,6 +86,9 @@ class MultiModePromptLearner(nn.Module):
         self.register_buffer("token_suffix", interleave(2))
         self.register_buffer("tokenized_prompts", interleave(0).to(device), persistent=False)
         self.text_length = int(self.tokenized_prompts.argmax(dim=-1).max()) + 1  # up to the last end token
+        # positions every class prompt of a set shares (constant: no device read per step)
+        tokens = self.tokenized_prompts.view(self.n_cls, self.n_sets, -1)
+        self.shared_prefix_length = min(common_prefix_length(tokens[:, n], n_ctx) for n in range(n_sets))
 
     @property
     def eot_indices(self):
@@ -95,10 +98,8 @@ class MultiModePromptLearner(nn.Module):
         """Rows k*N + n of set n share their start token, context and template words (one group per set)."""
         if self.n_cls < 2:
             return None
-        tokens = self.tokenized_prompts.view(self.n_cls, self.n_sets, -1)
-        length = min(common_prefix_length(tokens[:, n], self.n_ctx) for n in range(self.n_sets))
-        rows = torch.arange(self.n_cls * self.n_sets, device=tokens.device)
-        return SharedPrefix(length, row_group=rows % self.n_sets, group_rows=rows[:self.n_sets])
+        rows = torch.arange(self.n_cls * self.n_sets, device=self.tokenized_prompts.device)
+        return SharedPrefix(self.shared_prefix_length, row_group=rows % self.n_sets, group_rows=rows[:self.n_sets])
 
     @property
     def token_window(self):
@@ -213,7 +214,7 @@ class ALIGNCLIP(PromptedCLIP):
         cfg = self.cfg
         return sinkhorn(cost, row_marginal, col_marginal, cfg.EPS, max_iter=cfg.OT_MAX_ITER,
                         threshold=cfg.OT_THRESHOLD, log_domain=cfg.OT_LOG_DOMAIN, grad=False,
-                       sync_every=cfg.OT_SYNC_EVERY, **kwargs)
+                        sync_every=cfg.OT_SYNC_EVERY, **kwargs)
 
     def _blocks(self, n_images, n_classes, per_pair):
         """(image slice, class slice) blocks holding at most TOKEN_OT_CHUNK similarity entries (>= one pair)."""
