@@ -5,7 +5,7 @@ import sys
 import torch
 
 from engine import build_trainer
-from engine.config import get_cfg_default, merge_from_file, merge_from_list
+from engine.config import ConfigConflict, all_keys, get_cfg_default, merge_from_file, merge_from_list, peek_yaml_value
 from engine.trainer import TRAINER_REGISTRY
 from engine.utils import collect_env_info, set_random_seed, setup_logger
 from engine.utils.tools import UserError
@@ -50,28 +50,58 @@ def reset_cfg(cfg, args):
 
 
 def extend_cfg(cfg):
-    """Every registered trainer adds its node (as CoOp's extend_cfg adds all of them)."""
+    """Every registered trainer adds its node (as CoOp's extend_cfg adds all of them). A key declared by
+    two trainers with different defaults stops here, naming both."""
+    owners = {}
     for name in TRAINER_REGISTRY.registered_names():
         extend = getattr(TRAINER_REGISTRY.get(name), "extend_cfg", None)
-        if extend is not None:
+        if extend is None:
+            continue
+        try:
             extend(cfg)
+        except ConfigConflict as e:
+            raise UserError(f"trainers {owners.get(e.key, '?')} and {name} both declare {e.key}, with defaults "
+                            f"{e.existing!r} and {e.declared!r}: give the key one default (or another name)") from e
+        for key in all_keys(cfg):
+            owners.setdefault(key, name)
+
+
+def _trainer_name(args):
+    """The trainer a command line asks for (flag, option or trainer yaml), before the config is merged."""
+    opts = list(args.opts or [])
+    for i in range(0, len(opts) - 1, 2):
+        if opts[i] == "TRAINER.NAME":
+            return opts[i + 1]
+    if args.trainer:
+        return args.trainer
+    return peek_yaml_value(args.config_file, "TRAINER.NAME") if args.config_file else ""
 
 
 def setup_cfg(args):
+    """The config in one direction: built (defaults, every trainer's node, yaml files, command line),
+    resolved by the trainer (``resolve_cfg``), then frozen; nothing writes to it afterwards."""
     cfg = get_cfg_default()
     extend_cfg(cfg)
+    name = _trainer_name(args)
+    trainer_cls = TRAINER_REGISTRY.get(name) if name else None  # unknown names fail here, before any work
+    readers = getattr(trainer_cls, "legacy_values", {})
     if args.dataset_config_file:
-        merge_from_file(cfg, args.dataset_config_file)
+        merge_from_file(cfg, args.dataset_config_file, readers)
     if args.config_file:
-        merge_from_file(cfg, args.config_file)
+        merge_from_file(cfg, args.config_file, readers)
     reset_cfg(cfg, args)
-    merge_from_list(cfg, args.opts)
+    merge_from_list(cfg, args.opts, readers)
     if not cfg.TRAINER.NAME:
         raise UserError("no trainer given: pass --trainer NAME (one of "
                         f"{', '.join(TRAINER_REGISTRY.registered_names())})")
-    TRAINER_REGISTRY.get(cfg.TRAINER.NAME)  # unknown names fail here, before any work
+    TRAINER_REGISTRY.get(cfg.TRAINER.NAME).resolve_cfg(cfg)
     cfg.freeze()
     return cfg
+
+
+def resolve_config(argv):
+    """The frozen config ``python train.py ARGV`` would run with (used by the sweep's planning and --dry-run)."""
+    return setup_cfg(build_parser().parse_args(argv))
 
 
 def main(args):

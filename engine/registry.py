@@ -1,6 +1,12 @@
 """Name -> class registries (Dassl semantics: a class registers under its own name)."""
 import difflib
 
+from .utils.tools import UserError
+
+
+class UnknownName(UserError, ValueError):
+    """A name no class is registered under (a user error: one line, exit 2)."""
+
 
 class Registry:
     def __init__(self, kind):
@@ -21,7 +27,7 @@ class Registry:
 
     def get(self, name):
         if name not in self._map:
-            raise ValueError(unknown_choice_message(self.kind, name, self.registered_names()))
+            raise UnknownName(unknown_choice_message(self.kind, name, self.registered_names()))
         return self._map[name]
 
     def registered_names(self):

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from .data import DataManager
-from .evaluation import build_evaluator
+from .evaluation import build_evaluator, compute_accuracy
 from .registry import Registry
 from .utils.io import atomic_write
 from .utils.tools import AverageMeter, MetricMeter, UserError
@@ -47,6 +47,7 @@ class TrainerBase:
         self._optims = OrderedDict()
         self._scheds = OrderedDict()
         self._writer = None
+        self.scaler = None  # torch.amp.GradScaler under fp16 autocast (see SimpleTrainer.build_grad_scaler)
 
     def register_model(self, name="model", model=None, optim=None, sched=None):
         if self.__dict__.get("_models") is None:
@@ -76,7 +77,7 @@ class TrainerBase:
                 "val_result": val_result,
                 "rng_state": get_rng_state(),
             }
-            if getattr(self, "scaler", None) is not None:
+            if self.scaler is not None:
                 state["scaler"] = self.scaler.state_dict()
             save_checkpoint(state, os.path.join(directory, name), is_best=is_best, model_name=model_name)
 
@@ -108,7 +109,7 @@ class TrainerBase:
             if self._scheds[name] is not None and checkpoint.get("scheduler"):
                 self._scheds[name].load_state_dict(checkpoint["scheduler"])
                 print("Loaded scheduler")
-            if getattr(self, "scaler", None) is not None and checkpoint.get("scaler"):
+            if self.scaler is not None and checkpoint.get("scaler"):
                 self.scaler.load_state_dict(checkpoint["scaler"])
             if checkpoint.get("rng_state") is not None:
                 set_rng_state(checkpoint["rng_state"])
@@ -235,23 +236,35 @@ class TrainerBase:
     def model_inference(self, input):
         raise NotImplementedError
 
+    # ----- the training step: the one place for backward, loss scaling, the NaN check and the update -----
     def model_zero_grad(self, names=None):
         for name in self.get_model_names(names):
             if self._optims[name] is not None:
                 self._optims[name].zero_grad()
 
     def model_backward(self, loss):
+        """NaN/inf check, then backward of the (loss-scaled, under fp16 autocast) loss."""
         self.detect_anomaly(loss)
-        loss.backward()
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def adjust_gradients(self):
+        """Hook between backward and the optimizer step: gradient surgery (ProGrad). The gradients are
+        still multiplied by the loss scale under fp16 autocast; a change that is linear in them is safe."""
 
     def model_update(self, names=None):
         for name in self.get_model_names(names):
             if self._optims[name] is not None:
-                self._optims[name].step()
+                if self.scaler is not None:
+                    self.scaler.step(self._optims[name])  # skipped when the scaled gradients overflowed
+                else:
+                    self._optims[name].step()
+        if self.scaler is not None:
+            self.scaler.update()
 
     def model_backward_and_update(self, loss, names=None):
         self.model_zero_grad(names)
         self.model_backward(loss)
+        self.adjust_gradients()
         self.model_update(names)
 
 
@@ -276,11 +289,39 @@ class SimpleTrainer(TrainerBase):
         self.cfg = cfg
         self.build_data_loader()
         self.build_model()
+        self.build_grad_scaler()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
         self.best_result = -float("inf")
 
     def check_cfg(self, cfg):
-        pass
+        """Hook: validate the (frozen) config; raise ``UserError`` with one line. Never writes to it:
+        values derived from others are set before freezing by the trainer's ``resolve_cfg``."""
+
+    @classmethod
+    def resolve_cfg(cls, cfg):
+        """Hook: complete the built config before it is frozen (train.py calls it once, also for the sweep's
+        --dry-run); e.g. epochs that the official code derives from the shots. Print a warning for every
+        value changed here."""
+
+    # ----- precision: "fp32", "fp16" (the model's own storage) or "amp" (autocast, fp32 master weights) -----
+    prec = "fp32"
+
+    @property
+    def amp_dtype(self):
+        dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16}
+        if self.cfg.MODEL.AMP_DTYPE not in dtypes:
+            raise UserError(f"MODEL.AMP_DTYPE must be fp16 or bf16, got {self.cfg.MODEL.AMP_DTYPE!r}")
+        return dtypes[self.cfg.MODEL.AMP_DTYPE]
+
+    def autocast(self):
+        """Mixed precision for ``prec == "amp"``; a no-op context otherwise."""
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.prec == "amp")
+
+    def build_grad_scaler(self):
+        """Loss scaling only for fp16 autocast with something to optimise (bf16 has fp32's range)."""
+        has_optim = any(o is not None for o in self._optims.values())
+        if has_optim and self.prec == "amp" and self.amp_dtype == torch.float16:
+            self.scaler = torch.amp.GradScaler(self.device.type)
 
     # None: Dassl's rule for the last incomplete training batch; a trainer may fix it (SEP: never drop)
     train_drop_last = None
@@ -388,7 +429,8 @@ class SimpleTrainer(TrainerBase):
         """Hook: release what ``before_test`` cached."""
 
     def model_inference(self, input):
-        return self.model(input)
+        with self.autocast():
+            return self.model(input)
 
     def parse_batch_test(self, batch):
         return batch["img"].to(self.device), batch["label"].to(self.device)
@@ -436,6 +478,25 @@ class TrainerX(SimpleTrainer):
             self.write_scalar("train/lr", self.get_current_lr(), n_iter)
             end = time.time()
         bar.close()
+
+    def compute_loss(self, input, label):
+        """Hook: ``(loss, logits or None)`` for one batch, run under autocast. Default: cross-entropy."""
+        logits = self.model(input)
+        return torch.nn.functional.cross_entropy(logits, label), logits
+
+    def forward_backward(self, batch):
+        """One training step: loss, backward and update (``model_backward_and_update``), LR step after the
+        epoch's last batch (Dassl's convention)."""
+        input, label = self.parse_batch_train(batch)[:2]
+        with self.autocast():
+            loss, logits = self.compute_loss(input, label)
+        self.model_backward_and_update(loss)
+        summary = {"loss": loss.item()}
+        if logits is not None:
+            summary["acc"] = compute_accuracy(logits, label)[0].item()
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return summary
 
     def parse_batch_train(self, batch):
         input = batch["img"].to(self.device)

@@ -145,3 +145,15 @@ def load_clip(name, path="", precision="fp16", device="cpu"):
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def require_vit(clip_model, method, why="visual prompts"):
+    """Refuse a ResNet image tower for a method that prompts the ViT's tokens (one line)."""
+    if getattr(clip_model.visual, "class_embedding", None) is None:
+        raise UserError(f"{method} needs a ViT backbone ({why}); MODEL.BACKBONE.NAME is a ResNet CLIP")
+
+
+def check_depth(key, value, layers, minimum=1):
+    """A prompt depth (or layer count) must lie in minimum..layers of the backbone."""
+    if not minimum <= value <= layers:
+        raise UserError(f"{key} must be between {minimum} and {layers} (the backbone's layers), got {value}")

@@ -3,17 +3,22 @@
 Text prompts occupy rows ``1 .. n`` (after the start token); visual prompts are appended at the tail
 of the image token sequence and later replace the last ``n`` tokens (baselines.md §5.4-5.5, §6.3).
 """
+import copy
+
 import torch
+import torch.nn as nn
+
+from .encoders import tile_rows
+from .prompts import normal_prompt
 
 
 def replace_tokens(x, prompt, at):
     """Replace ``prompt.shape[-2]`` tokens of ``x`` (N, L, D) starting at row ``at`` ("tail" = the last ones).
 
-    ``prompt`` is (n, D), shared by every sequence, or (N, n, D).
+    ``prompt`` is (n, D), shared by every sequence, (N, n, D), or (S, n, D) prompt sets tiled over the
+    sequences (``tile_rows``: ALIGN's set-minor rows).
     """
-    if prompt.dim() == 2:
-        prompt = prompt.unsqueeze(0).expand(x.shape[0], -1, -1)
-    prompt = prompt.to(x.dtype)
+    prompt = tile_rows(prompt.to(x.dtype), x.shape[0])
     n = prompt.shape[1]
     if at == "tail":
         return torch.cat([x[:, :-n], prompt], dim=1)
@@ -38,20 +43,39 @@ def deep_prompt_hook(prompts, at, first_layer=1, round_fp16=False):
 
 
 def init_prompt(n, width, dtype=torch.float32, device=None):
-    """A prompt tensor drawn as the official code draws them: N(0, 0.02^2)."""
-    p = torch.empty(n, width, dtype=dtype, device=device)
-    torch.nn.init.normal_(p, std=0.02)
-    return torch.nn.Parameter(p)
+    """A learnable prompt (n, width) drawn as the official code draws them: N(0, 0.02^2)."""
+    return nn.Parameter(normal_prompt(n, width, dtype=dtype, device=device))
 
 
-class VisualPrompts(torch.nn.Module):
+def add_coupled_prompts(module, width, vision_width, depth, prompt_shape, dtype, device):
+    """MaPLe's text-to-vision coupling (baselines.md §5), shared by MaPLe and ALIGN (align.md §2):
+    ``module.proj`` maps the first-layer text context to visual prompts, ``compound_prompts_text[k]`` are
+    the deep text prompts before block k+1 and ``compound_prompt_projections[k]`` map them to visual ones.
+
+    Created in the official order (proj, the deep prompts, then one Linear cloned for every depth:
+    baselines.md Q6), so the random draws match. ``prompt_shape`` is (n_ctx,) or (sets, n_ctx); the first
+    coupling runs in the model's ``dtype`` (upstream: always fp16, which crashes in fp32)."""
+    module.proj = nn.Linear(width, vision_width).to(device=device, dtype=dtype)
+    module.compound_prompts_text = nn.ParameterList(
+        [nn.Parameter(normal_prompt(*prompt_shape, width, device=device)) for _ in range(depth - 1)])
+    single = nn.Linear(width, vision_width).to(device)
+    module.compound_prompt_projections = nn.ModuleList([copy.deepcopy(single) for _ in range(depth - 1)])
+
+
+def coupled_visual_prompts(module):
+    """First-layer visual prompts proj(ctx) and the deep ones F_l(P_l) of ``add_coupled_prompts``."""
+    deep = [proj(p) for proj, p in zip(module.compound_prompt_projections, module.compound_prompts_text)]
+    return module.proj(module.ctx), deep
+
+
+class VisualPrompts(nn.Module):
     """Visual prompt tokens: ``visual_ctx`` appended before ``ln_pre`` and ``visual_deep[k]`` replacing
     the last tokens before block k+1 (IVLP, VPT: baselines.md §6.2, §7.2)."""
 
     def __init__(self, n_ctx, width, depth, round_fp16=False):
         super().__init__()
         self.visual_ctx = init_prompt(n_ctx, width)
-        self.visual_deep = torch.nn.ParameterList([init_prompt(n_ctx, width) for _ in range(depth - 1)])
+        self.visual_deep = nn.ParameterList([init_prompt(n_ctx, width) for _ in range(depth - 1)])
         self.round_fp16 = round_fp16
 
     def encode(self, image_encoder, images):

@@ -7,7 +7,8 @@ these, so trainers never copy CLIP code:
 
 * ``layer_hook(i, x) -> x`` is called before transformer block ``i`` (0-based) with the batch-first
   token tensor ``x`` (N, L, D); it may replace, fuse or append tokens (the text causal mask follows L).
-* ``ImageEncoder(..., extra_tokens=P)`` appends P (N or 1, n, D) after the positional embedding.
+* ``ImageEncoder(..., extra_tokens=P)`` appends P after the positional embedding: (n, D) or (1, n, D) for
+  every image, (N, n, D) per image, or (S, n, D) prompt sets tiled over the rows (``tile_rows``).
 * ``return_tokens=True`` also returns every output token after the final LayerNorm and projection.
 Numerics follow OpenAI's CLIP (baselines.md §1.1-1.2): inputs cast to the weights' dtype, LayerNorm in
 fp32, additive causal mask in the activation dtype.
@@ -20,13 +21,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def _run_blocks(transformer, x, attn_mask_fn=None, layer_hook=None):
+def _run_blocks(transformer, x, attn_mask_fn=None, layer_hook=None, fast=True):
+    """The blocks in order, ``layer_hook`` before each; ``fast``: OpenAI blocks run through their weights."""
     batch_first = getattr(transformer, "batch_first", True)
     for i, block in enumerate(transformer.resblocks):
         if layer_hook is not None:
             x = layer_hook(i, x)
         mask = attn_mask_fn(x.shape[1], x.dtype, x.device) if attn_mask_fn is not None else None
-        if _is_openai_block(block):
+        if fast:
             x = _block_forward(block, x, mask)
         elif batch_first:
             x = block(x, attn_mask=mask)
@@ -59,6 +61,36 @@ def _is_openai_block(block):
     return (isinstance(getattr(block, "attn", None), nn.MultiheadAttention) and block.attn._qkv_same_embed_dim
             and block.attn.in_proj_bias is not None and not hasattr(block, "ln_1_kv")
             and type(getattr(block, "ln_attn", nn.Identity())) is nn.Identity and block.attn.dropout == 0.0)
+
+
+def runs_fast_path(transformer, tower):
+    """True when every block of ``transformer`` can be run through its weights (the fast path, and the
+    only one with a shared prefix); otherwise say once, in the log, that the block's own forward is used."""
+    fast = all(_is_openai_block(b) for b in transformer.resblocks)
+    if not fast and tower not in _SLOW_PATH_REPORTED:
+        _SLOW_PATH_REPORTED.add(tower)
+        kind = type(transformer.resblocks[0]).__name__ if len(transformer.resblocks) else "?"
+        print(f"Note: the {tower} encoder's blocks ({kind}) are not OpenAI-style blocks of the pinned open_clip; "
+              "running their own forward (slower)" + ("; MODEL.TEXT_SHARED_PREFIX cannot be honoured"
+                                                       if tower == "text" else ""))
+    return fast
+
+
+_SLOW_PATH_REPORTED = set()
+
+
+def tile_rows(t, rows):
+    """``t`` (S, n, D) for ``rows`` sequences: as it is when S == rows, expanded when S == 1, else repeated
+    (row r gets ``t[r % S]``: the set-minor order of multi-prompt methods)."""
+    if t.dim() == 2:
+        t = t.unsqueeze(0)
+    if t.shape[0] == rows:
+        return t
+    if t.shape[0] == 1:
+        return t.expand(rows, -1, -1)
+    if rows % t.shape[0]:
+        raise ValueError(f"{t.shape[0]} prompt sets cannot be tiled over {rows} sequences")
+    return t.repeat(rows // t.shape[0], 1, 1)
 
 
 # The blocks are run through their weights rather than nn.MultiheadAttention's forward: with batch-first
@@ -131,11 +163,12 @@ class TextEncoder(nn.Module):
     ``share_prefix = False`` (``MODEL.TEXT_SHARED_PREFIX False``), or for blocks of another architecture.
     """
 
-    def __init__(self, clip_model):
+    def __init__(self, clip_model, truncate=True, share_prefix=True):
         super().__init__()
-        self.truncate = True
-        self.share_prefix = True
+        self.truncate = truncate
+        self.share_prefix = share_prefix
         self.transformer = clip_model.transformer
+        self.fast_blocks = runs_fast_path(self.transformer, "text")
         self.token_embedding = clip_model.token_embedding
         self.positional_embedding = clip_model.positional_embedding
         self.ln_final = clip_model.ln_final
@@ -163,13 +196,13 @@ class TextEncoder(nn.Module):
 
     def forward(self, prompts, eot_indices, layer_hook=None, return_tokens=False, length=None,
                 shared_prefix=None):
-        if length is not None and self.truncate and not return_tokens:
+        if length is not None and self.truncate:  # the one place prompts are cut (MODEL.TEXT_TRUNCATE)
             prompts = prompts[:, :length]
         x = prompts + self.positional_embedding[: prompts.shape[1]].to(self.dtype)
         if self.uses_shared_prefix(shared_prefix, x.shape[1]):
             x = _run_blocks_shared_prefix(self.transformer, x, shared_prefix, layer_hook)
         else:
-            x = _run_blocks(self.transformer, x, causal_mask, layer_hook)
+            x = _run_blocks(self.transformer, x, causal_mask, layer_hook, self.fast_blocks)
         x = self.ln_final(x).to(self.dtype)
         pooled = x[torch.arange(x.shape[0], device=x.device), eot_indices] @ self.text_projection
         if return_tokens:
@@ -177,8 +210,8 @@ class TextEncoder(nn.Module):
         return pooled
 
     def uses_shared_prefix(self, shared_prefix, length):
-        return (self.share_prefix and shared_prefix is not None and 0 < shared_prefix.length < length
-                and all(_is_openai_block(b) for b in self.transformer.resblocks))
+        return (self.share_prefix and self.fast_blocks and shared_prefix is not None
+                and 0 < shared_prefix.length < length)
 
     def encode_tokens(self, tokens, **kwargs):
         """Plain CLIP text features of tokenised text (N, L), as ``clip.encode_text``."""
@@ -192,10 +225,11 @@ class ImageEncoder(nn.Module):
         super().__init__()
         self.visual = clip_model.visual
         self.is_vit = hasattr(self.visual, "class_embedding")
+        self.fast_blocks = runs_fast_path(self.visual.transformer, "image") if self.is_vit else False
 
     @property
     def dtype(self):
-        return (self.visual.conv1.weight if self.is_vit else self.visual.conv1.weight).dtype
+        return self.visual.conv1.weight.dtype
 
     @property
     def width(self):
@@ -220,9 +254,9 @@ class ImageEncoder(nn.Module):
         cls = v.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype, device=x.device)
         x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
         if extra_tokens is not None:
-            x = torch.cat([x, extra_tokens.to(x.dtype).expand(x.shape[0], -1, -1)], dim=1)
+            x = torch.cat([x, tile_rows(extra_tokens.to(x.dtype), x.shape[0])], dim=1)
         x = v.ln_pre(x)
-        x = _run_blocks(v.transformer, x, None, layer_hook)
+        x = _run_blocks(v.transformer, x, None, layer_hook, self.fast_blocks)
         if return_tokens:
             tokens = v.ln_post(x)
             projected = tokens @ v.proj

@@ -1,7 +1,10 @@
-"""CLIP as an image classifier whose class embeddings come from (learned) prompts."""
+"""CLIP as an image classifier whose class embeddings come from (learned) prompts, and the pieces the
+prompt methods share around it: hand-written-template text features and the consistency term."""
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
+from .clip import tokenize
 from .encoders import ImageEncoder, TextEncoder
 
 
@@ -9,21 +12,42 @@ def normalize(x):
     return x / x.norm(dim=-1, keepdim=True)
 
 
+@torch.no_grad()
+def template_text_features(text_encoder, classnames, templates):
+    """Frozen CLIP's class features from hand-written templates ("a photo of a {}."): per template the
+    normalised features, averaged over the templates (one template: just normalised; baselines.md §2).
+    ``_`` in class names is read as a space. Used by zero-shot CLIP, VPT, KgCoOp and SEP."""
+    names = [c.replace("_", " ") for c in classnames]
+    device = text_encoder.positional_embedding.device
+    per_template = [normalize(text_encoder.encode_tokens(tokenize([t.format(c) for c in names]).to(device)))
+                    for t in templates]
+    return torch.stack(per_template).mean(0)
+
+
+def consistency_loss(features, reference):
+    """1 - mean cosine between matching rows (KgCoOp's knowledge term, SEP's text and image terms; the
+    cosine's eps 1e-7 as upstream)."""
+    return 1.0 - F.cosine_similarity(features, reference.to(features.dtype), dim=1, eps=1e-07).mean()
+
+
 class PromptedCLIP(nn.Module):
     """logits = exp(logit_scale) * <norm(image feature), norm(class text feature)> (baselines.md §1.3).
 
     Subclasses implement ``text_features()`` (one row per class). When that does not depend on the
     image, evaluation encodes the classes once (``cache_text_features``) instead of once per batch;
-    the logits are the same.
+    the logits are the same. ``encoder_options`` are the text encoder's exact speed-up switches
+    (``text_truncate``, ``text_shared_prefix``: MODEL.TEXT_TRUNCATE, MODEL.TEXT_SHARED_PREFIX).
     """
 
     # True when the class embeddings depend on the image (CoCoOp): nothing can be cached then
     image_conditioned_text = False
 
-    def __init__(self, clip_model):
+    def __init__(self, clip_model, encoder_options=None):
         super().__init__()
+        options = encoder_options or {}
         self.image_encoder = ImageEncoder(clip_model)
-        self.text_encoder = TextEncoder(clip_model)
+        self.text_encoder = TextEncoder(clip_model, truncate=options.get("text_truncate", True),
+                                        share_prefix=options.get("text_shared_prefix", True))
         self.logit_scale = clip_model.logit_scale
         self._text_cache = None
         self.image_encoder.eval()  # frozen; only registered (prompt) modules are switched to train mode
@@ -44,18 +68,38 @@ class PromptedCLIP(nn.Module):
     def clear_text_cache(self):
         self._text_cache = None
 
+    def cached_text(self):
+        """What ``cache_text_features`` stored, outside gradient computation only (never while training)."""
+        return self._text_cache if not torch.is_grad_enabled() else None
+
     def class_embeddings(self):
-        # the cache lives between before_test and after_test; never used where gradients flow (training)
-        if self._text_cache is not None and not torch.is_grad_enabled():
-            return self._text_cache
-        return normalize(self.text_features())
+        # the cache lives between before_test and after_test
+        cached = self.cached_text()
+        return cached if cached is not None else normalize(self.text_features())
 
     def image_features(self, image):
         """Image features before normalisation; prompt methods override this to add visual prompts."""
         return self.image_encoder(image.to(self.dtype))
 
+    def logits(self, image_embeddings, class_embeddings):
+        """The one logit formula: scaled cosine of normalised image and class embeddings."""
+        return self.logit_scale.exp() * image_embeddings @ class_embeddings.t()
+
     def forward(self, image, class_embeddings=None):
         """Logits (B, n_cls); ``class_embeddings`` (normalised) defaults to the (cached) class features."""
         if class_embeddings is None:
             class_embeddings = self.class_embeddings()
-        return self.logit_scale.exp() * normalize(self.image_features(image)) @ class_embeddings.t()
+        return self.logits(normalize(self.image_features(image)), class_embeddings)
+
+
+class FixedPromptCLIP(PromptedCLIP):
+    """CLIP with fixed hand-written prompts: class embeddings from ``template_text_features`` (zero-shot
+    CLIP's classifier; VPT's, whose prompts are visual only)."""
+
+    def __init__(self, clip_model, classnames, templates, encoder_options=None):
+        super().__init__(clip_model, encoder_options)
+        self.register_buffer("fixed_text_features", template_text_features(self.text_encoder, classnames, templates),
+                             persistent=False)
+
+    def text_features(self):
+        return self.fixed_text_features

@@ -44,6 +44,13 @@ def context_from_words(text_encoder, phrase):
     return embedding[0, 1:1 + n_words, :].clone(), phrase
 
 
+def normal_prompt(*shape, dtype=torch.float32, device=None):
+    """N(0, 0.02^2) values of ``shape``: how every official release draws random prompts and context."""
+    t = torch.empty(*shape, dtype=dtype, device=device)
+    torch.nn.init.normal_(t, std=0.02)
+    return t
+
+
 def init_context(text_encoder, ctx_init, n_ctx, n_cls=None):
     """CoOp-family context: the words of ``ctx_init`` (M = word count, overriding n_ctx: baselines.md Q1)
     or N(0, 0.02^2) vectors, shared (n_ctx, D) or class-specific when ``n_cls`` is given (n_cls, n_ctx, D).
@@ -54,8 +61,7 @@ def init_context(text_encoder, ctx_init, n_ctx, n_cls=None):
         ctx, prefix = context_from_words(text_encoder, ctx_init)
         return ctx.to(text_encoder.dtype), prefix
     shape = (n_ctx, text_encoder.width) if n_cls is None else (n_cls, n_ctx, text_encoder.width)
-    ctx = torch.empty(shape, dtype=text_encoder.dtype, device=text_encoder.positional_embedding.device)
-    torch.nn.init.normal_(ctx, std=0.02)
+    ctx = normal_prompt(*shape, dtype=text_encoder.dtype, device=text_encoder.positional_embedding.device)
     return ctx, " ".join(["X"] * n_ctx)
 
 

@@ -15,20 +15,17 @@ the prompt positions before blocks 1..depth-1. The M x N pairing exists only in 
 Both plans are constants for backprop (§3.8), so the token level runs without autograd and, in chunks of
 at most TOKEN_OT_CHUNK similarity entries, never holds all images x classes x M x N x tokens x tokens.
 """
-import copy
-
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from engine import TRAINER_REGISTRY
-from engine.config import add_config_node
 from engine.utils.tools import UserError
 from models import tokenize
-from models.deep_prompts import deep_prompt_hook, rename_official_keys
-from models.prompted_clip import PromptedCLIP, normalize
+from models.clip import check_depth, require_vit
+from models.deep_prompts import add_coupled_prompts, coupled_visual_prompts, deep_prompt_hook, rename_official_keys
 from models.encoders import SharedPrefix
-from models.prompts import common_prefix_length, embed_class_prompts
+from models.prompted_clip import PromptedCLIP, normalize
+from models.prompts import common_prefix_length, embed_class_prompts, normal_prompt
 from models.sinkhorn import sinkhorn
 
 from .base import PromptTrainer
@@ -36,13 +33,7 @@ from .base import PromptTrainer
 TOKEN_TERMS = ("similarity", "distance")
 
 
-def _normal(*shape, dtype=torch.float32, device=None):
-    t = torch.empty(*shape, dtype=dtype, device=device)
-    nn.init.normal_(t, std=0.02)
-    return t
-
-
-class MultiModePromptLearner(nn.Module):
+class ALIGNPromptLearner(nn.Module):
     """Official key names: ``ctx`` (N, b, D_text), ``proj``, ``compound_prompts_text.l`` (N, b, D_text),
     ``compound_prompt_projections.l``; buffers ``token_prefix`` / ``token_suffix`` with K*N rows."""
 
@@ -50,7 +41,7 @@ class MultiModePromptLearner(nn.Module):
         super().__init__()
         n_sets, n_ctx, width = cfg.TEXT_PROMPT_NUMBER, cfg.N_CTX, text_encoder.width
         device = text_encoder.positional_embedding.device
-        ctx = _normal(n_sets, n_ctx, width, dtype=text_encoder.dtype, device=device)
+        ctx = normal_prompt(n_sets, n_ctx, width, dtype=text_encoder.dtype, device=device)
         prefixes = [" ".join(["X"] * n_ctx)] * n_sets
         if cfg.CTX_INIT and n_ctx <= 4:
             # TAB-separated templates initialise the first sets; their whole text stays as fixed prefix (§2.3)
@@ -64,13 +55,10 @@ class MultiModePromptLearner(nn.Module):
         print(f"Number of text / vision prompt sets: {n_sets} / {cfg.VISION_PROMPT_NUMBER}")
         print(f"Number of ALIGN context words (tokens): {n_ctx}")
         self.ctx = nn.Parameter(ctx)
-        # depth-0 coupling in the model's dtype (official: always fp16, which crashes in fp32: Q14)
-        self.proj = nn.Linear(width, vision_width).to(device=device, dtype=text_encoder.dtype)
-        self.compound_prompts_text = nn.ParameterList(
-            [nn.Parameter(_normal(n_sets, n_ctx, width, device=device)) for _ in range(cfg.TEXT_PROMPT_DEPTH - 1)])
-        single = nn.Linear(width, vision_width).to(device)  # one init cloned for every depth (Q8)
-        self.compound_prompt_projections = nn.ModuleList(
-            [copy.deepcopy(single) for _ in range(cfg.TEXT_PROMPT_DEPTH - 1)])
+        # MaPLe's coupling, one prompt set per row (depth-0 map in the model's dtype: official fp16 crashes in
+        # fp32, Q14; one init cloned for every depth, Q8)
+        add_coupled_prompts(self, width, vision_width, cfg.TEXT_PROMPT_DEPTH, (n_sets, n_ctx), text_encoder.dtype,
+                            device)
         if cfg.USECT:
             # log-temperature of the conditional-transport plans; the official code uses but never defines it
             self.phi = nn.Parameter(torch.tensor(float(cfg.CT_LOG_TEMPERATURE_INIT), device=device))
@@ -112,13 +100,7 @@ class MultiModePromptLearner(nn.Module):
 
     def visual_prompts(self):
         """Depth-0 visual prompts proj(ctx) (N, b, D_vision) and the deeper ones, one set per row."""
-        deep = [proj(p) for proj, p in zip(self.compound_prompt_projections, self.compound_prompts_text)]
-        return self.proj(self.ctx), deep
-
-
-def _tile(prompts, times):
-    """(S, b, D) -> (times*S, b, D) with row t*S + s = set s (set-minor, as the official tiling)."""
-    return prompts.repeat(times, 1, 1)
+        return coupled_visual_prompts(self)
 
 
 class TextSide:
@@ -137,27 +119,20 @@ class TextSide:
 
 
 class ALIGNCLIP(PromptedCLIP):
-    def __init__(self, cfg, classnames, clip_model):
-        super().__init__(clip_model)
+    def __init__(self, cfg, classnames, clip_model, encoder_options=None):
+        super().__init__(clip_model, encoder_options)
         self.cfg = cfg
-        self.prompt_learner = MultiModePromptLearner(cfg, classnames, self.text_encoder, self.image_encoder.width)
+        self.prompt_learner = ALIGNPromptLearner(cfg, classnames, self.text_encoder, self.image_encoder.width)
         self.n_sets = cfg.TEXT_PROMPT_NUMBER
 
     # ----- encoders -----
     def text_side(self):
         pl = self.prompt_learner
-        prompts = pl.assemble()
-        if self.text_encoder.truncate:
-            # MODEL.TEXT_TRUNCATE: with the causal mask, positions after the last end token change neither the
-            # pooled features nor the token windows (which end before set 0's end token)
-            prompts = prompts[:, :pl.text_length]
-        shared = pl.shared_prefix()
-        if self.text_encoder.uses_shared_prefix(shared, prompts.shape[1]):
-            deep = list(pl.compound_prompts_text)  # the hook then sees one prefix per set
-        else:
-            deep = [_tile(p, pl.n_cls) for p in pl.compound_prompts_text]
-        pooled, tokens = self.text_encoder(prompts, pl.eot_indices, layer_hook=deep_prompt_hook(deep, at=1),
-                                           return_tokens=True, shared_prefix=shared)
+        # the deep prompt sets are tiled over the K*N rows by the hook (or meet one shared prefix per set);
+        # truncation keeps the token windows, which end before set 0's end token
+        hook = deep_prompt_hook(list(pl.compound_prompts_text), at=1)
+        pooled, tokens = self.text_encoder(pl.assemble(), pl.eot_indices, layer_hook=hook, return_tokens=True,
+                                           length=pl.text_length, shared_prefix=pl.shared_prefix())
         lengths = pl.token_window
         window = tokens.view(pl.n_cls, pl.n_sets, *tokens.shape[1:])[:, :, :int(lengths.max())]
         outside = torch.arange(window.shape[2], device=lengths.device) >= lengths[:, None]
@@ -169,9 +144,9 @@ class ALIGNCLIP(PromptedCLIP):
         batch, m = image.shape[0], self.n_sets
         first, deep = self.prompt_learner.visual_prompts()
         copies = image.unsqueeze(1).expand(-1, m, *image.shape[1:]).flatten(0, 1)
-        pooled, tokens = self.image_encoder(copies.to(self.dtype), extra_tokens=_tile(first, batch),
-                                            layer_hook=deep_prompt_hook([_tile(p, batch) for p in deep], "tail"),
-                                            return_tokens=True)
+        # image-major rows: row i*M + m uses prompt set m (the encoders tile the sets over the rows)
+        pooled, tokens = self.image_encoder(copies.to(self.dtype), extra_tokens=first,
+                                            layer_hook=deep_prompt_hook(deep, "tail"), return_tokens=True)
         return normalize(pooled.view(batch, m, -1)), normalize(tokens.view(batch, m, *tokens.shape[1:]))
 
     # ----- eval caching: the text side does not depend on the image (Q16) -----
@@ -180,9 +155,8 @@ class ALIGNCLIP(PromptedCLIP):
         self._text_cache = self.text_side()
 
     def current_text_side(self):
-        if self._text_cache is not None and not torch.is_grad_enabled():  # as PromptedCLIP.class_embeddings
-            return self._text_cache
-        return self.text_side()
+        cached = self.cached_text()
+        return cached if cached is not None else self.text_side()
 
     # ----- scores -----
     def forward(self, image):
@@ -289,20 +263,29 @@ def _ct_costs(cost, dis, col_mask=None):
 @TRAINER_REGISTRY.register()
 class ALIGN(PromptTrainer):
     config_node = "MMP"  # the official node name, so official yamls and command lines work (align.md §5)
+    config_defaults = {
+        # official keys and defaults (align.md §5.1), except USECT (official True crashes: Q9)
+        "N_CTX": 2, "CTX_INIT": "a photo of a", "PREC": "fp16", "TEXT_PROMPT_DEPTH": 1,
+        "VISION_PROMPT_DEPTH": 1, "TEXT_PROMPT_NUMBER": 4, "VISION_PROMPT_NUMBER": 4, "HIERARCHICAL": True,
+        "USECT": False,
+        # ours (docs/ALIGN.md); the defaults are the official hard-coded values
+        "TOKEN_TERM": "similarity", "BETA": 1.0, "EPS": 0.1, "OT_MAX_ITER": 100, "OT_THRESHOLD": 0.01,
+        "OT_LOG_DOMAIN": False, "OT_FP32": False, "TOKEN_OT_CHUNK": 2 ** 24, "OT_SYNC_EVERY": 8,
+        "CT_LOG_TEMPERATURE_INIT": 0.0,
+        "FEWSHOT_EPOCH_OVERRIDE": True,
+    }
 
     @classmethod
-    def extend_cfg(cls, cfg):
-        add_config_node(cfg, "TRAINER.MMP", {
-            # official keys and defaults (align.md §5.1), except USECT (official True crashes: Q9)
-            "N_CTX": 2, "CTX_INIT": "a photo of a", "PREC": "fp16", "TEXT_PROMPT_DEPTH": 1,
-            "VISION_PROMPT_DEPTH": 1, "TEXT_PROMPT_NUMBER": 4, "VISION_PROMPT_NUMBER": 4, "HIERARCHICAL": True,
-            "USECT": False,
-            # ours (docs/ALIGN.md); the defaults are the official hard-coded values
-            "TOKEN_TERM": "similarity", "BETA": 1.0, "EPS": 0.1, "OT_MAX_ITER": 100, "OT_THRESHOLD": 0.01,
-            "OT_LOG_DOMAIN": False, "OT_FP32": False, "TOKEN_OT_CHUNK": 2 ** 24, "OT_SYNC_EVERY": 8,
-            "CT_LOG_TEMPERATURE_INIT": 0.0,
-            "FEWSHOT_EPOCH_OVERRIDE": True,
-        })
+    def resolve_cfg(cls, cfg):
+        """The official train.py sets the epochs from the shots for SUBSAMPLE_CLASSES 'all' (align.md §5.1)."""
+        c = cfg.TRAINER.MMP
+        if c.FEWSHOT_EPOCH_OVERRIDE and cfg.DATASET.SUBSAMPLE_CLASSES == "all":
+            epochs = fewshot_epochs(cfg.DATASET.NUM_SHOTS, cfg.DATASET.NAME)
+            if epochs != cfg.OPTIM.MAX_EPOCH:
+                print(f"Warning: OPTIM.MAX_EPOCH {cfg.OPTIM.MAX_EPOCH} -> {epochs}: the official ALIGN train.py sets "
+                      "the epochs from the shots when DATASET.SUBSAMPLE_CLASSES is 'all' "
+                      "(TRAINER.MMP.FEWSHOT_EPOCH_OVERRIDE False keeps OPTIM.MAX_EPOCH)")
+                cfg.OPTIM.MAX_EPOCH = epochs
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
@@ -318,32 +301,15 @@ class ALIGN(PromptTrainer):
         if c.VISION_PROMPT_DEPTH != c.TEXT_PROMPT_DEPTH:
             print(f"Note: TRAINER.MMP.VISION_PROMPT_DEPTH ({c.VISION_PROMPT_DEPTH}) is ignored, as officially: "
                   f"visual prompts go as deep as TEXT_PROMPT_DEPTH ({c.TEXT_PROMPT_DEPTH})")
-        if c.FEWSHOT_EPOCH_OVERRIDE and cfg.DATASET.SUBSAMPLE_CLASSES == "all":
-            epochs = fewshot_epochs(cfg.DATASET.NUM_SHOTS, cfg.DATASET.NAME)
-            if epochs != cfg.OPTIM.MAX_EPOCH:
-                print(f"Note: OPTIM.MAX_EPOCH {cfg.OPTIM.MAX_EPOCH} -> {epochs}: the official ALIGN train.py sets "
-                      "the epochs from the shots when DATASET.SUBSAMPLE_CLASSES is 'all' "
-                      "(TRAINER.MMP.FEWSHOT_EPOCH_OVERRIDE False keeps OPTIM.MAX_EPOCH)")
-                frozen = cfg.is_frozen()
-                cfg.defrost()
-                cfg.OPTIM.MAX_EPOCH = epochs
-                if frozen:
-                    cfg.freeze()
 
     def build_model(self):
         cfg = self.trainer_cfg
         clip_model = self.load_clip()
-        if getattr(clip_model.visual, "class_embedding", None) is None:
-            raise UserError("ALIGN needs a ViT backbone (visual prompts)")
-        layers = len(clip_model.transformer.resblocks)
-        if not 1 <= cfg.TEXT_PROMPT_DEPTH <= min(layers, len(clip_model.visual.transformer.resblocks)):
-            raise UserError(f"TRAINER.MMP.TEXT_PROMPT_DEPTH must be between 1 and {layers} (the backbone's layers)")
-        self.build_custom_clip(lambda clip: ALIGNCLIP(cfg, self.dm.dataset.classnames, clip),
-                               "MultiModalPromptLearner", clip_model)
-
-    def compute_loss(self, image, label):
-        logits = self.model(image)
-        return F.cross_entropy(logits, label), logits
+        require_vit(clip_model, "ALIGN")
+        check_depth("TRAINER.MMP.TEXT_PROMPT_DEPTH", cfg.TEXT_PROMPT_DEPTH,
+                    min(len(clip_model.transformer.resblocks), len(clip_model.visual.transformer.resblocks)))
+        self.build_custom_clip(ALIGNCLIP, cfg, self.dm.dataset.classnames, register_name="MultiModalPromptLearner",
+                               clip_model=clip_model)
 
     def adapt_checkpoint(self, name, state_dict):
         return rename_official_keys(state_dict)
@@ -359,4 +325,4 @@ def fewshot_epochs(shots, dataset):
     return {1: 30, 2: 50, 4: 50}.get(shots, 80)
 
 
-__all__ = ["ALIGN", "ALIGNCLIP", "MultiModePromptLearner", "fewshot_epochs"]
+__all__ = ["ALIGN", "ALIGNCLIP", "ALIGNPromptLearner", "fewshot_epochs"]

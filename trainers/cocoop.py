@@ -5,7 +5,6 @@ import torch
 import torch.nn as nn
 
 from engine import TRAINER_REGISTRY
-from engine.config import add_config_node
 from models.encoders import SharedPrefix
 from models.prompted_clip import PromptedCLIP, normalize
 from models.prompts import ClassPromptLearner, init_context
@@ -13,7 +12,7 @@ from models.prompts import ClassPromptLearner, init_context
 from .base import PromptTrainer
 
 
-class PromptLearner(ClassPromptLearner):
+class CoCoOpPromptLearner(ClassPromptLearner):
     """Keys as official: ``ctx``, ``meta_net.linear1/2``, ``token_prefix``, ``token_suffix``."""
 
     def __init__(self, cfg, classnames, text_encoder, image_dim):
@@ -44,9 +43,9 @@ class CoCoOpCLIP(PromptedCLIP):
     # images whose prompts go through the text encoder together (memory: chunk x n_cls sequences)
     text_chunk_images = 8
 
-    def __init__(self, cfg, classnames, clip_model):
-        super().__init__(clip_model)
-        self.prompt_learner = PromptLearner(cfg, classnames, self.text_encoder, self.image_encoder.output_dim)
+    def __init__(self, cfg, classnames, clip_model, encoder_options=None):
+        super().__init__(clip_model, encoder_options)
+        self.prompt_learner = CoCoOpPromptLearner(cfg, classnames, self.text_encoder, self.image_encoder.output_dim)
 
     def forward(self, image):
         image_features = normalize(self.image_features(image))
@@ -69,17 +68,13 @@ class CoCoOpCLIP(PromptedCLIP):
                                                length=pl.text_length, shared_prefix=prefix))
             text = text.reshape(n, n_cls, -1)
             logits.append(torch.einsum("bd,bcd->bc", image_features[start:start + n], text))
-        return self.logit_scale.exp() * torch.cat(logits)
+        return self.logit_scale.exp() * torch.cat(logits)  # the per-image form of PromptedCLIP.logits
 
 
 @TRAINER_REGISTRY.register()
 class CoCoOp(PromptTrainer):
     config_node = "COCOOP"
-
-    @classmethod
-    def extend_cfg(cls, cfg):
-        add_config_node(cfg, "TRAINER.COCOOP", {"N_CTX": 16, "CTX_INIT": "", "PREC": "fp16"})
+    config_defaults = {"N_CTX": 16, "CTX_INIT": "", "PREC": "fp16"}
 
     def build_model(self):
-        self.build_custom_clip(lambda clip: CoCoOpCLIP(self.trainer_cfg, self.dm.dataset.classnames, clip),
-                               "prompt_learner")
+        self.build_custom_clip(CoCoOpCLIP, self.trainer_cfg, self.dm.dataset.classnames)

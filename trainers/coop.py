@@ -3,7 +3,6 @@ with the class token at the end, middle or front."""
 import torch
 
 from engine import TRAINER_REGISTRY
-from engine.config import add_config_node
 from engine.utils.tools import UserError
 from models.prompted_clip import PromptedCLIP
 from models.prompts import ClassPromptLearner, init_context
@@ -13,7 +12,7 @@ from .base import PromptTrainer
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 
 
-class PromptLearner(ClassPromptLearner):
+class CoOpPromptLearner(ClassPromptLearner):
     """CoOp's prompts: unified or class-specific context, class token at the end, middle or front."""
 
     def __init__(self, cfg, classnames, text_encoder):
@@ -51,9 +50,9 @@ class PromptLearner(ClassPromptLearner):
 
 
 class CoOpCLIP(PromptedCLIP):
-    def __init__(self, cfg, classnames, clip_model):
-        super().__init__(clip_model)
-        self.prompt_learner = PromptLearner(cfg, classnames, self.text_encoder)
+    def __init__(self, cfg, classnames, clip_model, encoder_options=None):
+        super().__init__(clip_model, encoder_options)
+        self.prompt_learner = CoOpPromptLearner(cfg, classnames, self.text_encoder)
 
     def text_features(self):
         # the end token sits where the placeholder sentence had it, whatever the class-token position
@@ -64,11 +63,7 @@ class CoOpCLIP(PromptedCLIP):
 @TRAINER_REGISTRY.register()
 class CoOp(PromptTrainer):
     config_node = "COOP"
-
-    @classmethod
-    def extend_cfg(cls, cfg):
-        add_config_node(cfg, "TRAINER.COOP", {"N_CTX": 16, "CSC": False, "CTX_INIT": "", "PREC": "fp16",
-                                              "CLASS_TOKEN_POSITION": "end"})
+    config_defaults = {"N_CTX": 16, "CSC": False, "CTX_INIT": "", "PREC": "fp16", "CLASS_TOKEN_POSITION": "end"}
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
@@ -76,5 +71,4 @@ class CoOp(PromptTrainer):
             raise UserError(f"TRAINER.COOP.CLASS_TOKEN_POSITION must be one of {', '.join(CLASS_TOKEN_POSITIONS)}")
 
     def build_model(self):
-        self.build_custom_clip(lambda clip: CoOpCLIP(self.trainer_cfg, self.dm.dataset.classnames, clip),
-                               "prompt_learner")
+        self.build_custom_clip(CoOpCLIP, self.trainer_cfg, self.dm.dataset.classnames)

@@ -2,8 +2,7 @@
 import torch.nn as nn
 
 from engine import TRAINER_REGISTRY
-from engine.config import add_config_node
-from engine.utils.tools import UserError
+from models.clip import check_depth, require_vit
 from models.deep_prompts import VisualPrompts, deep_prompt_hook, init_prompt, rename_official_keys
 from models.prompted_clip import PromptedCLIP
 from models.prompts import ClassPromptLearner, init_leading_context
@@ -28,8 +27,8 @@ class VLPromptLearner(ClassPromptLearner):
 
 
 class IVLPCLIP(PromptedCLIP):
-    def __init__(self, cfg, classnames, clip_model):
-        super().__init__(clip_model)
+    def __init__(self, cfg, classnames, clip_model, encoder_options=None):
+        super().__init__(clip_model, encoder_options)
         self.prompt_learner = VLPromptLearner(cfg, classnames, self.text_encoder, self.image_encoder.width)
 
     def text_features(self):
@@ -48,25 +47,22 @@ class IVLPCLIP(PromptedCLIP):
 @TRAINER_REGISTRY.register()
 class IVLP(PromptTrainer):
     config_node = "IVLP"
-
-    @classmethod
-    def extend_cfg(cls, cfg):
-        add_config_node(cfg, "TRAINER.IVLP", {
-            "N_CTX_VISION": 2, "N_CTX_TEXT": 2, "CTX_INIT": "a photo of a", "PREC": "fp16",
-            "PROMPT_DEPTH_VISION": 9, "PROMPT_DEPTH_TEXT": 9,
-            # upstream rounds the deep prompts through fp16 at every use, even with PREC fp32
-            "FP16_PROMPT_ROUNDING": True})
+    config_defaults = {
+        "N_CTX_VISION": 2, "N_CTX_TEXT": 2, "CTX_INIT": "a photo of a", "PREC": "fp16",
+        "PROMPT_DEPTH_VISION": 9, "PROMPT_DEPTH_TEXT": 9,
+        # upstream rounds the deep prompts through fp16 at every use, even with PREC fp32
+        "FP16_PROMPT_ROUNDING": True}
 
     def build_model(self):
         cfg = self.trainer_cfg
         clip_model = self.load_clip()
-        text_layers = len(clip_model.transformer.resblocks)
-        if not 1 <= cfg.PROMPT_DEPTH_TEXT <= text_layers:
-            raise UserError(f"TRAINER.IVLP.PROMPT_DEPTH_TEXT must be between 1 and {text_layers}")
-        if cfg.PROMPT_DEPTH_VISION > 0 and getattr(clip_model.visual, "transformer", None) is None:
-            raise UserError("IVLP visual prompts need a ViT backbone; set TRAINER.IVLP.PROMPT_DEPTH_VISION 0")
-        self.build_custom_clip(lambda clip: IVLPCLIP(cfg, self.dm.dataset.classnames, clip), "VLPromptLearner",
-                               clip_model)
+        check_depth("TRAINER.IVLP.PROMPT_DEPTH_TEXT", cfg.PROMPT_DEPTH_TEXT, len(clip_model.transformer.resblocks))
+        if cfg.PROMPT_DEPTH_VISION > 0:
+            require_vit(clip_model, "IVLP", "visual prompts; set TRAINER.IVLP.PROMPT_DEPTH_VISION 0 for text only")
+            check_depth("TRAINER.IVLP.PROMPT_DEPTH_VISION", cfg.PROMPT_DEPTH_VISION,
+                        len(clip_model.visual.transformer.resblocks))
+        self.build_custom_clip(IVLPCLIP, cfg, self.dm.dataset.classnames, register_name="VLPromptLearner",
+                               clip_model=clip_model)
 
     def adapt_checkpoint(self, name, state_dict):
         return rename_official_keys(state_dict)

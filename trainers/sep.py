@@ -17,6 +17,8 @@ own k tokens) and ``TRAINER.SEP.PER_INPUT_SELECTION`` (top-k per image and per c
 Keys the official release reads stay under ``TRAINER.COOP`` (N_CTX, N_CTX_V, L_IND, W, W_V, PREC, CTX_INIT),
 so its yamls and command lines run unchanged.
 """
+import copy
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -25,11 +27,13 @@ from open_clip.transformer import LayerNormFp32, QuickGELU
 from engine import TRAINER_REGISTRY
 from engine.config import add_config_node
 from engine.utils.tools import UserError
-from models.prompted_clip import PromptedCLIP, normalize
-from models.prompts import ClassPromptLearner, init_context
+from models.clip import require_vit
+from models.prompted_clip import PromptedCLIP, consistency_loss, normalize, template_text_features
+from models.prompts import ClassPromptLearner, init_context, normal_prompt
 from models.templates import dataset_template
 
 from .base import PromptTrainer
+from .kgcoop import CTX_INIT_FLAG
 
 # sep.md §3.5: TRAINER.COOP.L_IND -> block indices whose input gets a TFM (the j-th listed uses TFM j)
 LAYER_LISTS = [
@@ -123,17 +127,15 @@ class SEPPromptLearner(ClassPromptLearner):
         print(f"Number of context words (tokens): {ctx.shape[0]}; visual prompts: {cfg.N_CTX_V}")
         super().__init__(text_encoder, classnames, ctx, prompt_prefix)
         dtype, device = text_encoder.dtype, ctx.device
-        visual = torch.empty(cfg.N_CTX_V, image_encoder.width, dtype=dtype, device=device)
-        nn.init.normal_(visual, std=0.02)
-        self.ctx_visual = nn.Parameter(visual)
+        self.ctx_visual = nn.Parameter(normal_prompt(cfg.N_CTX_V, image_encoder.width, dtype=dtype, device=device))
         self.layers = layer_list(cfg.L_IND, min(text_encoder.num_layers, image_encoder.num_layers))
         print(f"Token fusion before blocks {self.layers}")
         per_sample = sep_cfg.PER_SAMPLE_ATTENTION
         # every TFM of a bank starts from the same initialisation, as upstream's clones (Q16)
         text_tfm = TokenFusion(text_encoder.width, sep_cfg.TFM_HIDDEN, per_sample)
         visual_tfm = TokenFusion(image_encoder.width, sep_cfg.TFM_HIDDEN, per_sample)
-        self.text_fusion = nn.ModuleList([_clone(text_tfm) for _ in self.layers])
-        self.visual_fusion = nn.ModuleList([_clone(visual_tfm) for _ in self.layers])
+        self.text_fusion = nn.ModuleList([copy.deepcopy(text_tfm) for _ in self.layers])
+        self.visual_fusion = nn.ModuleList([copy.deepcopy(visual_tfm) for _ in self.layers])
         to_model_dtype(self.text_fusion.to(device), dtype)
         to_model_dtype(self.visual_fusion.to(device), dtype)
         self.VPT_fc = nn.Linear(embed_dim, self.n_cls, bias=False).to(device=device, dtype=dtype)
@@ -177,24 +179,14 @@ class SEPPromptLearner(ClassPromptLearner):
         return hook
 
 
-def _clone(module):
-    import copy
-
-    return copy.deepcopy(module)
-
-
 class SEPCLIP(PromptedCLIP):
-    def __init__(self, cfg, sep_cfg, classnames, clip_model, template):
-        super().__init__(clip_model)
+    def __init__(self, cfg, sep_cfg, classnames, template, clip_model, encoder_options=None):
+        super().__init__(clip_model, encoder_options)
         self.prompt_learner = SEPPromptLearner(cfg, sep_cfg, classnames, self.text_encoder, self.image_encoder,
                                                self.image_encoder.output_dim)
-        names = [c.replace("_", " ") for c in classnames]
-        from models import tokenize
-
-        with torch.no_grad():  # from the same frozen CLIP (upstream loads a second copy, Q13)
-            tokens = tokenize([template.format(c) for c in names]).to(clip_model.logit_scale.device)
-            self.register_buffer("frozen_text_features", normalize(self.text_encoder.encode_tokens(tokens)),
-                                 persistent=False)
+        # from the same frozen CLIP (upstream loads a second copy, Q13)
+        self.register_buffer("frozen_text_features", template_text_features(self.text_encoder, classnames, [template]),
+                             persistent=False)
 
     def text_features(self):
         """f_txt = norm(norm(t_sep) + t_clip) (§3.6)."""
@@ -217,36 +209,40 @@ class SEPCLIP(PromptedCLIP):
         v_clip = self.frozen_image_features(image)
         return normalize(normalize(v_sep) + v_clip), v_clip
 
-    def image_features(self, image):
-        return self.encode_image(image)[0]
+    def forward(self, image, class_embeddings=None):
+        """Logits from the combined features (already normalised, §3.6)."""
+        if class_embeddings is None:
+            cached = self.cached_text()
+            class_embeddings = cached if cached is not None else self.text_features()
+        return self.logits(self.encode_image(image)[0], class_embeddings)
 
 
 @TRAINER_REGISTRY.register()
 class SEP(PromptTrainer):
-    config_node = "COOP"
+    config_node = "COOP"  # the official keys (sep.md §7.1), shared with CoOp and KgCoOp as upstream
+    config_defaults = {"N_CTX": 16, "CSC": False, "CTX_INIT": "", "PREC": "fp16", "CLASS_TOKEN_POSITION": "end",
+                       "ALPHA": 1.0, "W": 1.0, "N_CTX_V": 16, "L_IND": 0, "W_V": 1.0}
+    # ours (docs/SEP.md)
+    sep_defaults = {
+        "PER_SAMPLE_ATTENTION": False,  # paper: TFM attention within each sample over its own tokens
+        "PER_INPUT_SELECTION": False,  # paper: representative tokens chosen per image / per class prompt
+        "TFM_HIDDEN": 256,  # TFM bottleneck width (upstream constant)
+    }
+    legacy_values = CTX_INIT_FLAG  # official yamls: CTX_INIT True/False (sep.md Q8)
     train_drop_last = False  # SEP's Dassl keeps the last small batch (sep.md §10.1, Q19)
     checkpoint_ignored_keys = ("token_prefix", "token_suffix", "token_midfix", "VPT_fc.weight")
 
     @classmethod
     def extend_cfg(cls, cfg):
-        add_config_node(cfg, "TRAINER.COOP", {"N_CTX": 16, "CSC": False, "CTX_INIT": "", "PREC": "fp16",
-                                              "CLASS_TOKEN_POSITION": "end", "ALPHA": 1.0, "W": 1.0,
-                                              "N_CTX_V": 16, "L_IND": 0, "W_V": 1.0})
-        add_config_node(cfg, "TRAINER.SEP", {
-            "PER_SAMPLE_ATTENTION": False,  # paper: TFM attention within each sample over its own tokens
-            "PER_INPUT_SELECTION": False,  # paper: representative tokens chosen per image / per class prompt
-            "TFM_HIDDEN": 256,  # TFM bottleneck width (upstream constant)
-        })
+        super().extend_cfg(cfg)
+        add_config_node(cfg, "TRAINER.SEP", cls.sep_defaults)
 
     def build_model(self):
         cfg, sep_cfg = self.trainer_cfg, self.cfg.TRAINER.SEP
         clip_model = self.load_clip()
-        if getattr(clip_model.visual, "class_embedding", None) is None:
-            raise UserError("SEP needs a ViT backbone (visual prompts)")
+        require_vit(clip_model, "SEP")
         template = SEP_TEMPLATES.get(self.cfg.DATASET.NAME, dataset_template(self.cfg.DATASET.NAME))
-        self.build_custom_clip(
-            lambda clip: SEPCLIP(cfg, sep_cfg, self.dm.dataset.classnames, clip, template), "prompt_learner",
-            clip_model)
+        self.build_custom_clip(SEPCLIP, cfg, sep_cfg, self.dm.dataset.classnames, template, clip_model=clip_model)
 
     def adapt_checkpoint(self, name, state_dict):
         return rename_official_sep_keys(state_dict)
@@ -279,10 +275,9 @@ class SEP(PromptTrainer):
         model, cfg = self.model, self.trainer_cfg
         f_txt = model.text_features()
         f_img, v_clip = model.encode_image(image)
-        logits = (model.logit_scale.exp() * f_img) @ f_txt.t()
-        loss_text = 1.0 - F.cosine_similarity(f_txt, model.frozen_text_features.to(f_txt.dtype), dim=1,
-                                              eps=1e-7).mean()
-        loss_image = 1.0 - F.cosine_similarity(v_clip, f_img, dim=1, eps=1e-7).mean()
+        logits = model.logits(f_img, f_txt)
+        loss_text = consistency_loss(f_txt, model.frozen_text_features)
+        loss_image = consistency_loss(v_clip, f_img)
         prototypes = F.normalize(model.prompt_learner.VPT_fc.weight, dim=-1)
         loss_proto = 0.5 * (F.cross_entropy(PROTO_SCALE * F.normalize(f_img, dim=-1) @ prototypes.t(), label)
                             + F.cross_entropy(PROTO_SCALE * F.normalize(v_clip, dim=-1) @ prototypes.t(), label))

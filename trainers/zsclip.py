@@ -1,32 +1,14 @@
 """Zero-shot CLIP (baselines.md §2): one template per dataset, or the 7(+1)-template ensemble."""
-import torch
-
 from engine import TRAINER_REGISTRY
-from models import tokenize
-from models.prompted_clip import PromptedCLIP, normalize
+from models.prompted_clip import FixedPromptCLIP
 from models.templates import IMAGENET_TEMPLATES_SELECT, dataset_template
 
 from .base import PromptTrainer
 
 
-class FixedPromptCLIP(PromptedCLIP):
-    """Class embeddings = mean over templates of the normalised template features, renormalised."""
-
-    def __init__(self, clip_model, classnames, templates):
-        super().__init__(clip_model)
-        names = [c.replace("_", " ") for c in classnames]
-        with torch.no_grad():
-            per_template = [normalize(self.text_encoder.encode_tokens(
-                tokenize([t.format(c) for c in names]).to(clip_model.logit_scale.device))) for t in templates]
-            self.register_buffer("fixed_text_features", torch.stack(per_template).mean(0), persistent=False)
-
-    def text_features(self):
-        return self.fixed_text_features
-
-
 @TRAINER_REGISTRY.register()
 class ZeroshotCLIP(PromptTrainer):
-    """The official zero-shot trainers run CLIP in fp16 on a GPU (fp32 on a CPU); nothing is trained."""
+    """The official zero-shot trainers run CLIP in fp16 on a GPU; nothing is trained."""
 
     prec = "fp16"
 
@@ -41,7 +23,8 @@ class ZeroshotCLIP(PromptTrainer):
         templates = self.templates()
         for t in templates:
             print(f"Prompt template: {t!r}")
-        self.model = FixedPromptCLIP(clip_model, self.dm.dataset.classnames, templates).to(self.device)
+        self.model = FixedPromptCLIP(clip_model, self.dm.dataset.classnames, templates,
+                                     encoder_options=self.encoder_options).to(self.device)
 
     def train(self):
         print("ZeroshotCLIP has nothing to train; use --eval-only")

@@ -9,25 +9,36 @@ from yacs.config import CfgNode
 from ..utils.tools import UserError
 from .defaults import _C
 
-__all__ = ["CfgNode", "get_cfg_default", "merge_from_file", "merge_from_list", "all_keys", "add_config_node"]
+__all__ = ["CfgNode", "get_cfg_default", "merge_from_file", "merge_from_list", "all_keys", "add_config_node",
+           "ConfigConflict", "peek_yaml_value"]
 
 
 def get_cfg_default():
     return _C.clone()
 
 
-def add_config_node(cfg, path, defaults):
-    """Create ``cfg.<path>`` (e.g. "TRAINER.COOP") if missing and add the keys it lacks.
+class ConfigConflict(UserError):
+    """Two declarations of one config key with different defaults."""
 
-    Several trainers may extend one node (KgCoOp adds keys to CoOp's ``TRAINER.COOP``, as upstream)."""
+    def __init__(self, key, existing, declared):
+        super().__init__(f"{key} is declared with default {declared!r} but already has default {existing!r}")
+        self.key, self.existing, self.declared = key, existing, declared
+
+
+def add_config_node(cfg, path, defaults):
+    """Create ``cfg.<path>`` (e.g. "TRAINER.COOP") if missing and add ``defaults`` to it.
+
+    Several trainers may share a node (KgCoOp and SEP read CoOp's ``TRAINER.COOP``, as upstream); a key
+    they both declare must have the same default, else ``ConfigConflict`` (no silent first-come choice)."""
     node = cfg
     for part in path.split("."):
         if part not in node:
             node[part] = CfgNode()
         node = node[part]
     for key, value in defaults.items():
-        if key not in node:
-            node[key] = value
+        if key in node and node[key] != value:
+            raise ConfigConflict(f"{path}.{key}", node[key], value)
+        node[key] = value
     return node
 
 
@@ -56,24 +67,34 @@ def _run_merge(merge, source):
         raise UserError(f"{source}: {msg.strip()}") from e
 
 
-# key -> function(value) -> value or None: reads values written for an official release whose type differs
-# from ours (e.g. KgCoOp's CTX_INIT True). Trainers register them in extend_cfg; None = not applicable.
-LEGACY_VALUE_READERS = {}
-
-
-def _translate_legacy(incoming, source, prefix=""):
+# ``value_readers``: key -> function(value) -> value or None, for values written for an official release
+# whose type differs from ours (KgCoOp's CTX_INIT True). The running trainer supplies them (its
+# ``legacy_values``), so they never affect another trainer's run; None = not applicable.
+def _translate_legacy(incoming, source, value_readers, prefix=""):
     for k, v in list(incoming.items()):
         full = prefix + k
         if isinstance(v, dict):
-            _translate_legacy(v, source, full + ".")
-        elif full in LEGACY_VALUE_READERS:
-            new = LEGACY_VALUE_READERS[full](v)
+            _translate_legacy(v, source, value_readers, full + ".")
+        elif full in value_readers:
+            new = value_readers[full](v)
             if new is not None and new != v:
                 print(f"Note: {full} {v!r} in {source} read as {new!r} (the official release's meaning)")
                 incoming[k] = new
 
 
-def merge_from_file(cfg, path):
+def peek_yaml_value(path, key):
+    """``A.B.C`` of a yaml file, or None (a look before the config is built; errors surface at the merge)."""
+    try:
+        with open(path) as f:
+            node = yaml.safe_load(f) or {}
+        for part in key.split("."):
+            node = node[part]
+        return node
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+
+
+def merge_from_file(cfg, path, value_readers=None):
     if not os.path.isfile(path):
         raise UserError(f"config file not found: {path} (expected a yaml file; see configs/)")
     with open(path) as f:
@@ -82,7 +103,7 @@ def merge_from_file(cfg, path):
         except yaml.YAMLError as e:
             raise UserError(f"{path} is not valid yaml: {str(e).splitlines()[0]}") from e
     _check_tree(cfg, incoming, path)
-    _translate_legacy(incoming, path)
+    _translate_legacy(incoming, path, value_readers or {})
     _run_merge(lambda: cfg.merge_from_other_cfg(CfgNode(incoming)), path)
 
 
@@ -100,7 +121,7 @@ def _check_tree(root, incoming, source):
     walk(root, incoming, "")
 
 
-def merge_from_list(cfg, opts):
+def merge_from_list(cfg, opts, value_readers=None):
     """Trailing ``KEY VALUE`` pairs from the command line (highest priority)."""
     if len(opts) % 2:
         raise UserError(f"options must come as KEY VALUE pairs, got an odd number: {' '.join(map(str, opts))} "
@@ -113,9 +134,9 @@ def merge_from_list(cfg, opts):
             raise UserError(f"flag {key} found among the trailing KEY VALUE options; put flags before them")
         if key not in keys:
             raise _unknown_key(cfg, key, "command-line options")
-        if key in LEGACY_VALUE_READERS:
+        if value_readers and key in value_readers:
             legacy = {key: _decode(value)}
-            _translate_legacy(legacy, "command-line options")
+            _translate_legacy(legacy, "command-line options", value_readers)
             opts[i + 1] = value = legacy[key]
         _check_type(cfg, key, value)
     _run_merge(lambda: cfg.merge_from_list(opts), "command-line options")

@@ -7,6 +7,7 @@ import torch
 from sklearn.metrics import confusion_matrix, f1_score
 
 from ..registry import Registry
+from meta.runs import format_result
 
 EVALUATOR_REGISTRY = Registry("evaluator")
 
@@ -65,8 +66,7 @@ class Classification:
         results["accuracy"] = acc
         results["error_rate"] = err
         results["macro_f1"] = macro_f1
-        print(f"=> result\n* total: {self._total:,}\n* correct: {self._correct:,}\n* accuracy: {acc:.1f}%\n"
-              f"* error: {err:.1f}%\n* macro_f1: {macro_f1:.1f}%")
+        print(format_result(self._total, self._correct, acc, err, macro_f1))
         if self._per_class_res is not None:
             print("=> per-class result")
             accs = []

@@ -1,10 +1,10 @@
 """File helpers: Dassl's names, plus atomic writes so a kill never leaves a half-written file."""
-import contextlib
 import json
 import os
-import tempfile
 
 from PIL import Image
+
+from meta.runs import atomic_write  # noqa: F401  (one implementation, torch-free)
 
 
 def mkdir_if_missing(path):
@@ -29,24 +29,6 @@ def write_json(obj, path):
     """JSON in Dassl's formatting (4-space indent, ', ' / ': ' separators), written atomically."""
     with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=4, separators=(", ", ": "))
-
-
-@contextlib.contextmanager
-def atomic_write(path, mode="wb"):
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
 
 
 def read_image(path):
