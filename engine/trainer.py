@@ -48,6 +48,7 @@ class TrainerBase:
         self._scheds = OrderedDict()
         self._writer = None
         self.scaler = None  # torch.amp.GradScaler under fp16 autocast (see SimpleTrainer.build_grad_scaler)
+        self.skipped_steps = 0  # optimizer steps the loss scaler skipped (inf/NaN in the scaled gradients)
 
     def register_model(self, name="model", model=None, optim=None, sched=None):
         if self.__dict__.get("_models") is None:
@@ -259,7 +260,10 @@ class TrainerBase:
                 else:
                     self._optims[name].step()
         if self.scaler is not None:
+            scale = self.scaler.get_scale()
             self.scaler.update()
+            if self.scaler.get_scale() < scale:  # the scaler lowers its scale exactly when it skipped the step
+                self.skipped_steps += 1
 
     def model_backward_and_update(self, loss, names=None):
         self.model_zero_grad(names)
@@ -451,6 +455,7 @@ class TrainerX(SimpleTrainer):
         self.num_batches = len(self.train_loader_x)
         print_freq = self.cfg.TRAIN.PRINT_FREQ
         end = time.time()
+        skipped_before = self.skipped_steps
         bar = tqdm(total=self.num_batches, disable=not _show_progress(), leave=False,
                    desc=f"epoch {self.epoch + 1}/{self.max_epoch}")
         for self.batch_idx, batch in enumerate(self.train_loader_x):
@@ -478,6 +483,10 @@ class TrainerX(SimpleTrainer):
             self.write_scalar("train/lr", self.get_current_lr(), n_iter)
             end = time.time()
         bar.close()
+        if self.skipped_steps > skipped_before:
+            print(f"epoch [{self.epoch + 1}/{self.max_epoch}]: the fp16 loss scaler skipped "
+                  f"{self.skipped_steps - skipped_before} of {self.num_batches} steps (inf/NaN in the scaled "
+                  f"gradients; it lowers its scale and continues)")
 
     def compute_loss(self, input, label):
         """Hook: ``(loss, logits or None)`` for one batch, run under autocast. Default: cross-entropy."""
