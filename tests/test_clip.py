@@ -12,6 +12,9 @@ from engine.utils.tools import UserError
 from models import ImageEncoder, TextEncoder, load_clip, tokenize
 from models import clip as clip_module
 
+DEMO_CLIP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "demo_clip",
+                         "synthetic_clip.pt")
+
 
 def _reference(path):
     sd = torch.load(path)
@@ -166,3 +169,28 @@ def test_named_backbone_downloads_into_cache_and_offline_error(tmp_path, monkeyp
         clip_module.resolve_weights_file("ViT-B/16")
     assert urls and urls[0].endswith("ViT-B-16.pt")
     assert "MODEL.BACKBONE.PATH" in str(e.value) and urls[0] in str(e.value)
+
+
+def test_pinned_open_clip_takes_the_fast_path(tiny_clip, capsys):
+    """The blocks of the pinned open_clip are run through their weights (and so can share prefixes); an
+    upgrade that changes them must not silently fall back."""
+    for path in (tiny_clip, DEMO_CLIP):
+        model = load_clip("custom", path, "fp32", "cpu")
+        assert TextEncoder(model).fast_blocks and ImageEncoder(model).fast_blocks
+    assert "not OpenAI-style" not in capsys.readouterr().out
+
+
+def test_slow_path_is_reported_once(tiny_clip, capsys, monkeypatch):
+    import models.encoders as enc
+
+    monkeypatch.setattr(enc, "_SLOW_PATH_REPORTED", set())
+    monkeypatch.setattr(enc, "_is_openai_block", lambda block: False)
+    model = load_clip("custom", tiny_clip, "fp32", "cpu")
+    text = enc.TextEncoder(model)
+    enc.TextEncoder(model)
+    out = capsys.readouterr().out
+    assert not text.fast_blocks and out.count("MODEL.TEXT_SHARED_PREFIX cannot be honoured") == 1
+    tokens = torch.zeros(2, 77, dtype=torch.long)
+    tokens[:, 0], tokens[:, 3] = 49406, 49407
+    expected = model.encode_text(tokens)  # the blocks' own forward gives CLIP's features
+    assert torch.allclose(text.encode_tokens(tokens), expected, atol=1e-5)

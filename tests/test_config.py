@@ -86,3 +86,49 @@ def test_every_trainer_node_and_dassl_nodes_present():
     assert cfg.TRAINER.COOP.N_CTX == 16 and cfg.TRAINER.COOP.PREC == "fp16"
     assert cfg.TRAINER.FIXMATCH.CONF_THRE == 0.95 and cfg.OPTIM.WEIGHT_DECAY == 5e-4
     assert cfg.DATASET.SUBSAMPLE_CLASSES == "all" and cfg.TEST.SAVE_LOGITS is False
+
+
+def test_two_trainers_declaring_one_key_with_different_defaults_stop_at_start_up(monkeypatch):
+    from engine.trainer import TRAINER_REGISTRY
+    from trainers.coop import CoOp
+
+    class Clash(CoOp):  # shares TRAINER.COOP, but disagrees on N_CTX's default
+        config_defaults = {**CoOp.config_defaults, "N_CTX": 4}
+
+    monkeypatch.setitem(TRAINER_REGISTRY._map, "Clash", Clash)
+    with pytest.raises(UserError, match=r"Clash and CoOp both declare TRAINER\.COOP\.N_CTX, with defaults 4 and 16"):
+        _cfg()
+
+
+def test_trainers_sharing_a_node_with_equal_defaults_are_fine():
+    cfg = _cfg()
+    assert cfg.TRAINER.COOP.N_CTX == 16 and cfg.TRAINER.COOP.W == 1.0 and cfg.TRAINER.COOP.N_CTX_V == 16
+
+
+def test_resolve_step_sets_derived_values_before_freezing(tmp_path, capsys):
+    """ALIGN's official epoch rule is applied by the resolve step (what the sweep's --dry-run shows), with a
+    warning, and the frozen result is what the trainer reads."""
+    args = ["--trainer", "ALIGN", "--config-file", "configs/trainers/ALIGN/vit_b16_c2_ep5_batch4_2ctx.yaml",
+            "--dataset-config-file", "configs/datasets/caltech101.yaml", "DATASET.NUM_SHOTS", "4"]
+    cfg = train.resolve_config(args)
+    assert cfg.OPTIM.MAX_EPOCH == 50 and cfg.is_frozen()
+    assert "Warning: OPTIM.MAX_EPOCH" in capsys.readouterr().out
+    kept = train.resolve_config(args + ["TRAINER.MMP.FEWSHOT_EPOCH_OVERRIDE", "False"])
+    assert kept.OPTIM.MAX_EPOCH != 50
+    assert train.resolve_config(args + ["DATASET.SUBSAMPLE_CLASSES", "base"]).OPTIM.MAX_EPOCH != 50
+
+
+def test_official_value_readers_apply_only_to_their_trainer(tmp_path):
+    """KgCoOp's yamls write CTX_INIT: True; that reading must not leak into other trainers' runs."""
+    yaml_file = tmp_path / "kg.yaml"
+    yaml_file.write_text("TRAINER:\n  COOP:\n    CTX_INIT: True\n")
+    kg = train.resolve_config(["--trainer", "KgCoOp", "--config-file", str(yaml_file)])
+    assert kg.TRAINER.COOP.CTX_INIT == "a photo of a"
+    with pytest.raises(UserError, match="CTX_INIT"):
+        train.resolve_config(["--trainer", "CoOp", "--config-file", str(yaml_file)])
+
+
+def test_kgcoop_resolves_what_it_ignores():
+    cfg = train.resolve_config(["--trainer", "KgCoOp", "TRAINER.COOP.CTX_INIT", "a_photo_of",
+                                "TRAINER.COOP.CLASS_TOKEN_POSITION", "front"])
+    assert cfg.TRAINER.COOP.CTX_INIT == "a photo of a" and cfg.TRAINER.COOP.CLASS_TOKEN_POSITION == "end"
