@@ -1,4 +1,4 @@
-"""Caltech101 (datasets.md §7.2): 101_ObjectCategories/<category>/image_XXXX.jpg."""
+"""Caltech101 (docs/design/datasets.md §7.2): 101_ObjectCategories/<category>/image_XXXX.jpg."""
 from engine.data.datasets import DATASET_REGISTRY
 
 from .common import BenchmarkDataset, read_and_split_data

@@ -1,4 +1,4 @@
-"""What the benchmark datasets share (datasets.md §2-§6): split files, split derivation, the few-shot
+"""What the benchmark datasets share (docs/design/datasets.md §2-§6): split files, split derivation, the few-shot
 cache, the base/new split, and the checks on the user's files.
 
 A dataset file only says where its files are and how to read its raw annotations.
@@ -128,7 +128,7 @@ def check_files_exist(lists, source, hint=""):
 
 
 # ----------------------------------------------------------------------------------------------
-# Deriving train/val/test when no split file exists (datasets.md §4)
+# Deriving train/val/test when no split file exists (docs/design/datasets.md §4)
 
 def read_and_split_data(image_dir, p_trn=0.5, p_val=0.2, ignored=(), new_cnames=None):
     """Folder-per-class data: label = rank of the folder name in code-point order; per class the files in
@@ -343,7 +343,7 @@ def check_images(dataset_dir, lists, skip_bad):
 # ----------------------------------------------------------------------------------------------
 
 class BenchmarkDataset(DatasetBase):
-    """The common construction flow of the CoOp datasets (datasets.md §2).
+    """The common construction flow of the CoOp datasets (docs/design/datasets.md §2).
 
     Subclasses set the class attributes and implement ``read_raw`` (and ``raw_files`` to name what
     ``read_raw`` needs), used only when the split file is absent.
@@ -399,7 +399,7 @@ class BenchmarkDataset(DatasetBase):
         return []
 
     def read_raw(self):
-        """train, val, test from the raw annotations (datasets.md §4)."""
+        """train, val, test from the raw annotations (docs/design/datasets.md §4)."""
         raise NotImplementedError
 
     def load_splits(self):
@@ -420,7 +420,7 @@ class BenchmarkDataset(DatasetBase):
         return train, val, test
 
     def fewshot(self, train, val, num_shots, seed):
-        """Train with K shots then val with min(K, 4), through the cache (datasets.md §5)."""
+        """Train with K shots then val with min(K, 4), through the cache (docs/design/datasets.md §5)."""
         cache_path = os.path.join(self.split_fewshot_dir, f"shot_{num_shots}-seed_{seed}.json")
         sources = OrderedDict(train=(train, num_shots))
         if not self.val_is_test:
@@ -430,7 +430,7 @@ class BenchmarkDataset(DatasetBase):
 
 
 class TestOnlyDataset(DatasetBase):
-    """ImageNet variants (datasets.md §2, §7.12-7.14): one list used as train_x (for the class names) and
+    """ImageNet variants (docs/design/datasets.md §2, §7.12-7.14): one list used as train_x (for the class names) and
     test; NUM_SHOTS and SUBSAMPLE_CLASSES are ignored, as in the official code."""
 
     dataset_dir = ""

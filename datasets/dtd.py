@@ -1,4 +1,4 @@
-"""Describable Textures (datasets.md §7.9): images/<category>/...; CoOp's 50/20/30 split, not the ten
+"""Describable Textures (docs/design/datasets.md §7.9): images/<category>/...; CoOp's 50/20/30 split, not the ten
 official DTD splits."""
 from engine.data.datasets import DATASET_REGISTRY
 

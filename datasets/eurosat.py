@@ -1,4 +1,4 @@
-"""EuroSAT RGB (datasets.md §7.10): 2750/<ClassName>/<ClassName>_<n>.jpg."""
+"""EuroSAT RGB (docs/design/datasets.md §7.10): 2750/<ClassName>/<ClassName>_<n>.jpg."""
 from engine.data.datasets import DATASET_REGISTRY
 
 from .common import BenchmarkDataset, read_and_split_data

@@ -1,4 +1,5 @@
-"""FGVC Aircraft (datasets.md §7.7): the `data/` folder of fgvc-aircraft-2013b; official train/val/test lists,
+"""FGVC Aircraft (docs/design/datasets.md §7.7): the `data/` folder of fgvc-aircraft-2013b; official train/val/test
+lists,
 no split file."""
 import os
 

@@ -1,4 +1,4 @@
-"""Food-101 (datasets.md §7.6): images/<class>/<id>.jpg; CoOp's 50/20/30 split, not the official one."""
+"""Food-101 (docs/design/datasets.md §7.6): images/<class>/<id>.jpg; CoOp's 50/20/30 split, not the official one."""
 from engine.data.datasets import DATASET_REGISTRY
 
 from .common import BenchmarkDataset, read_and_split_data

@@ -1,4 +1,4 @@
-"""ImageNet (datasets.md §7.1): images/train/<wnid>/, images/val/<wnid>/ (val sorted into wnid folders) and
+"""ImageNet (docs/design/datasets.md §7.1): images/train/<wnid>/, images/val/<wnid>/ (val sorted into wnid folders) and
 classnames.txt. The val set is the test set and doubles as val.
 
 Instead of Dassl's preprocessed.pkl, the folder listing is cached in preprocessed.json, stamped with the

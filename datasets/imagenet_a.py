@@ -1,4 +1,5 @@
-"""ImageNet-A (datasets.md §7.14): imagenet-a/<wnid>/ for 200 classes, labelled 0..199 in sorted wnid order,
+"""ImageNet-A (docs/design/datasets.md §7.14): imagenet-a/<wnid>/ for 200 classes, labelled 0..199 in sorted wnid
+order,
 so the model is evaluated as a 200-way classifier."""
 from engine.data.datasets import DATASET_REGISTRY
 

@@ -1,4 +1,4 @@
-"""ImageNet-Sketch (datasets.md §7.13): images/<wnid>/ for the 1,000 ImageNet classes."""
+"""ImageNet-Sketch (docs/design/datasets.md §7.13): images/<wnid>/ for the 1,000 ImageNet classes."""
 from engine.data.datasets import DATASET_REGISTRY
 
 from .common import TestOnlyDataset

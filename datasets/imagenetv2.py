@@ -1,4 +1,5 @@
-"""ImageNetV2 matched-frequency (datasets.md §7.12): folders 0..999, folder i = i-th class of classnames.txt."""
+"""ImageNetV2 matched-frequency (docs/design/datasets.md §7.12): folders 0..999, folder i = i-th class of
+classnames.txt."""
 from engine.data.datasets import DATASET_REGISTRY
 
 from .common import TestOnlyDataset, read_class_folders

@@ -1,4 +1,4 @@
-"""Oxford Flowers102 (datasets.md §7.5): jpg/image_00001.jpg..., imagelabels.mat, cat_to_name.json."""
+"""Oxford Flowers102 (docs/design/datasets.md §7.5): jpg/image_00001.jpg..., imagelabels.mat, cat_to_name.json."""
 import os
 import random
 from collections import defaultdict

@@ -1,4 +1,4 @@
-"""Oxford-IIIT Pets (datasets.md §7.3): images/<Breed_name>_<n>.jpg, annotations/{trainval,test}.txt."""
+"""Oxford-IIIT Pets (docs/design/datasets.md §7.3): images/<Breed_name>_<n>.jpg, annotations/{trainval,test}.txt."""
 import os
 
 from engine.data.datasets import DATASET_REGISTRY, Datum

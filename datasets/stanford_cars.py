@@ -1,4 +1,4 @@
-"""Stanford Cars (datasets.md §7.4): cars_train/, cars_test/, devkit/*.mat; split paths are relative to
+"""Stanford Cars (docs/design/datasets.md §7.4): cars_train/, cars_test/, devkit/*.mat; split paths are relative to
 the dataset folder itself (cars_train/00001.jpg)."""
 import os
 

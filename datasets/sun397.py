@@ -1,4 +1,4 @@
-"""SUN397 (datasets.md §7.8): SUN397/<letter>/<class>[/<sub>]/sun_*.jpg with the partition text files
+"""SUN397 (docs/design/datasets.md §7.8): SUN397/<letter>/<class>[/<sub>]/sun_*.jpg with the partition text files
 (ClassName.txt, Training_01.txt, Testing_01.txt) in the dataset folder."""
 import os
 

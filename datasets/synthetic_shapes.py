@@ -1,4 +1,4 @@
-"""SyntheticShapes (tools/synthetic.py): the offline demo benchmark, generated on first use.
+"""SyntheticShapes (synthetic_world.py): the offline demo benchmark, generated on first use.
 
 32 classes "<colour> <pattern> <shape>" (red/green/blue/yellow x plain/striped x circle/square/triangle/star),
 one large object per 32x32 image (a close-up) with random position, size, rotation, colour jitter,
@@ -11,14 +11,14 @@ classes ("red square" is new; "red circle" and "blue square" are base), and the 
 
 Layout: synthetic_shapes/images/<colour>_<pattern>_<shape>/NNNN.png and split_zhou_SyntheticShapes.json
 (32 train / 8 val / 30 test images per class). If DATASET.ROOT has no complete copy, it is written there
-(a few seconds, deterministic: tools/synthetic.py BENCHMARK_SEED).
+(a few seconds, deterministic: synthetic_world.BENCHMARK_SEED).
 """
 import os
 
 from engine.data.datasets import DATASET_REGISTRY
 from engine.utils.tools import UserError
-from tools import synthetic
 
+from . import synthetic_world as synthetic
 from .common import BenchmarkDataset
 
 

@@ -1,4 +1,4 @@
-"""UCF101 middle frames (datasets.md §7.11): UCF-101-midframes/<Action_Name>/<video name>.jpg; deriving the
+"""UCF101 middle frames (docs/design/datasets.md §7.11): UCF-101-midframes/<Action_Name>/<video name>.jpg; deriving the
 split needs ucfTrainTestlist/ from the official UCF101 split archive."""
 import os
 import re

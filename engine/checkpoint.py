@@ -1,4 +1,4 @@
-"""Checkpoint I/O in Dassl's layout (engine.md §6), atomic, and safe to read.
+"""Checkpoint I/O in Dassl's layout (docs/design/engine.md §6), atomic, and safe to read.
 
 Dassl checkpoints pickle optimizer/scheduler *objects* (and, for the warm-up scheduler, a whole
 optimizer). ``torch.load(weights_only=True)`` refuses them, and ``weights_only=False`` would run

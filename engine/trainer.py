@@ -1,4 +1,4 @@
-"""Trainer classes with Dassl's hook names and call order (engine.md §4-6).
+"""Trainer classes with Dassl's hook names and call order (docs/design/engine.md §4-6).
 
 Porting a Dassl trainer means changing imports only: ``dassl.engine`` -> ``engine``.
 Differences from Dassl, all deliberate and documented in the README:
@@ -118,7 +118,7 @@ class TrainerBase:
             print(f"Previous epoch: {start_epoch}")
         return start_epoch
 
-    # keys of a checkpoint that are rebuilt for the current classes and so never loaded (engine.md §6.5)
+    # keys of a checkpoint that are rebuilt for the current classes and so never loaded (docs/design/engine.md §6.5)
     checkpoint_ignored_keys = ()
 
     def load_model(self, directory, epoch=None):

@@ -267,5 +267,5 @@ def table_order():
     return order
 
 
-__all__ = ["Method", "Sweep", "ProtocolSettings", "BenchmarkSettings", "MethodDataError", "all_methods", "method_of", "known_trainers",
-           "all_sweeps", "sweep_aliases", "label_for", "table_order", "PROTOCOLS"]
+__all__ = ["Method", "Sweep", "ProtocolSettings", "BenchmarkSettings", "MethodDataError", "all_methods", "method_of",
+           "known_trainers", "all_sweeps", "sweep_aliases", "label_for", "table_order", "PROTOCOLS"]

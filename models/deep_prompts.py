@@ -1,7 +1,7 @@
 """Deep prompts: learned tokens that replace token positions before given transformer blocks.
 
 Text prompts occupy rows ``1 .. n`` (after the start token); visual prompts are appended at the tail
-of the image token sequence and later replace the last ``n`` tokens (baselines.md §5.4-5.5, §6.3).
+of the image token sequence and later replace the last ``n`` tokens (docs/design/baselines.md §5.4-5.5, §6.3).
 """
 import copy
 
@@ -12,13 +12,14 @@ from .encoders import tile_rows
 from .prompts import normal_prompt
 
 
-def replace_tokens(x, prompt, at):
+def replace_tokens(x, prompt, at, round_fp16=False):
     """Replace ``prompt.shape[-2]`` tokens of ``x`` (N, L, D) starting at row ``at`` ("tail" = the last ones).
 
     ``prompt`` is (n, D), shared by every sequence, (N, n, D), or (S, n, D) prompt sets tiled over the
-    sequences (``tile_rows``: ALIGN's set-minor rows).
+    sequences (``tile_rows``: ALIGN's set-minor rows). ``round_fp16``: see ``deep_prompt_hook``.
     """
-    prompt = tile_rows(prompt.to(x.dtype), x.shape[0])
+    prompt = tile_rows(prompt, x.shape[0])
+    prompt = (prompt.half() if round_fp16 else prompt).to(x.dtype)
     n = prompt.shape[1]
     if at == "tail":
         return torch.cat([x[:, :-n], prompt], dim=1)
@@ -28,15 +29,15 @@ def replace_tokens(x, prompt, at):
 def deep_prompt_hook(prompts, at, first_layer=1, round_fp16=False):
     """A ``layer_hook`` that puts ``prompts[k]`` in place before block ``first_layer + k``.
 
-    ``round_fp16`` rounds the prompt through fp16 first, as the official IVLP/VPT code does at every use
-    even in fp32 mode (a parity quirk, baselines.md §6.5, §7.4).
+    ``round_fp16`` rounds the prompt through fp16 after expanding it over the sequences, as the official
+    IVLP/VPT code does at every use even in fp32 mode (a parity quirk, docs/design/baselines.md §6.5, §7.4;
+    the order decides how the gradients of the copies are rounded and summed).
     """
 
     def hook(layer, x):
         k = layer - first_layer
         if 0 <= k < len(prompts):
-            prompt = prompts[k].half() if round_fp16 else prompts[k]
-            return replace_tokens(x, prompt, at)
+            return replace_tokens(x, prompts[k], at, round_fp16)
         return x
 
     return hook
@@ -48,12 +49,13 @@ def init_prompt(n, width, dtype=torch.float32, device=None):
 
 
 def add_coupled_prompts(module, width, vision_width, depth, prompt_shape, dtype, device):
-    """MaPLe's text-to-vision coupling (baselines.md §5), shared by MaPLe and ALIGN (align.md §2):
+    """MaPLe's text-to-vision coupling (docs/design/baselines.md §5), shared by MaPLe and ALIGN (docs/design/align.md
+    §2):
     ``module.proj`` maps the first-layer text context to visual prompts, ``compound_prompts_text[k]`` are
     the deep text prompts before block k+1 and ``compound_prompt_projections[k]`` map them to visual ones.
 
     Created in the official order (proj, the deep prompts, then one Linear cloned for every depth:
-    baselines.md Q6), so the random draws match. ``prompt_shape`` is (n_ctx,) or (sets, n_ctx); the first
+    docs/design/baselines.md Q6), so the random draws match. ``prompt_shape`` is (n_ctx,) or (sets, n_ctx); the first
     coupling runs in the model's ``dtype`` (upstream: always fp16, which crashes in fp32)."""
     module.proj = nn.Linear(width, vision_width).to(device=device, dtype=dtype)
     module.compound_prompts_text = nn.ParameterList(
@@ -70,7 +72,7 @@ def coupled_visual_prompts(module):
 
 class VisualPrompts(nn.Module):
     """Visual prompt tokens: ``visual_ctx`` appended before ``ln_pre`` and ``visual_deep[k]`` replacing
-    the last tokens before block k+1 (IVLP, VPT: baselines.md §6.2, §7.2)."""
+    the last tokens before block k+1 (IVLP, VPT: docs/design/baselines.md §6.2, §7.2)."""
 
     def __init__(self, n_ctx, width, depth, round_fp16=False):
         super().__init__()
@@ -79,9 +81,9 @@ class VisualPrompts(nn.Module):
         self.round_fp16 = round_fp16
 
     def encode(self, image_encoder, images):
-        ctx = self.visual_ctx.half() if self.round_fp16 else self.visual_ctx
+        ctx = tile_rows(self.visual_ctx, images.shape[0])
         hook = deep_prompt_hook(list(self.visual_deep), "tail", round_fp16=self.round_fp16)
-        return image_encoder(images, extra_tokens=ctx.unsqueeze(0), layer_hook=hook)
+        return image_encoder(images, extra_tokens=ctx.half() if self.round_fp16 else ctx, layer_hook=hook)
 
 
 OFFICIAL_MODEL_PREFIXES = ("prompt_learner.", "image_encoder.", "text_encoder.")

@@ -10,7 +10,7 @@ these, so trainers never copy CLIP code:
 * ``ImageEncoder(..., extra_tokens=P)`` appends P after the positional embedding: (n, D) or (1, n, D) for
   every image, (N, n, D) per image, or (S, n, D) prompt sets tiled over the rows (``tile_rows``).
 * ``return_tokens=True`` also returns every output token after the final LayerNorm and projection.
-Numerics follow OpenAI's CLIP (baselines.md §1.1-1.2): inputs cast to the weights' dtype, LayerNorm in
+Numerics follow OpenAI's CLIP (docs/design/baselines.md §1.1-1.2): inputs cast to the weights' dtype, LayerNorm in
 fp32, additive causal mask in the activation dtype.
 """
 from dataclasses import dataclass

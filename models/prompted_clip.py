@@ -15,7 +15,7 @@ def normalize(x):
 @torch.no_grad()
 def template_text_features(text_encoder, classnames, templates):
     """Frozen CLIP's class features from hand-written templates ("a photo of a {}."): per template the
-    normalised features, averaged over the templates (one template: just normalised; baselines.md §2).
+    normalised features, averaged over the templates (one template: just normalised; docs/design/baselines.md §2).
     ``_`` in class names is read as a space. Used by zero-shot CLIP, VPT, KgCoOp and SEP."""
     names = [c.replace("_", " ") for c in classnames]
     device = text_encoder.positional_embedding.device
@@ -31,7 +31,7 @@ def consistency_loss(features, reference):
 
 
 class PromptedCLIP(nn.Module):
-    """logits = exp(logit_scale) * <norm(image feature), norm(class text feature)> (baselines.md §1.3).
+    """logits = exp(logit_scale) * <norm(image feature), norm(class text feature)> (docs/design/baselines.md §1.3).
 
     Subclasses implement ``text_features()`` (one row per class). When that does not depend on the
     image, evaluation encodes the classes once (``cache_text_features``) instead of once per batch;

@@ -31,7 +31,7 @@ def context_from_words(text_encoder, phrase):
     """Embeddings of the words of ``phrase`` (``_`` = space) as initial context, and the phrase used.
 
     Each whitespace word must be one BPE token (true for "a photo of a"); otherwise the context
-    slots would not line up with the words and we refuse (baselines.md Q3).
+    slots would not line up with the words and we refuse (docs/design/baselines.md Q3).
     """
     phrase = phrase.replace("_", " ")
     n_words = len(phrase.split(" "))
@@ -52,7 +52,7 @@ def normal_prompt(*shape, dtype=torch.float32, device=None):
 
 
 def init_context(text_encoder, ctx_init, n_ctx, n_cls=None):
-    """CoOp-family context: the words of ``ctx_init`` (M = word count, overriding n_ctx: baselines.md Q1)
+    """CoOp-family context: the words of ``ctx_init`` (M = word count, overriding n_ctx: docs/design/baselines.md Q1)
     or N(0, 0.02^2) vectors, shared (n_ctx, D) or class-specific when ``n_cls`` is given (n_cls, n_ctx, D).
 
     Returns (context tensor in the encoder's dtype, placeholder prefix text).
@@ -68,7 +68,7 @@ def init_context(text_encoder, ctx_init, n_ctx, n_cls=None):
 def init_leading_context(text_encoder, ctx_init, n_ctx):
     """MaPLe/IVLP context: the first ``n_ctx`` tokens of ``ctx_init`` become learnable while the whole
     phrase stays the placeholder prefix (its remaining words remain fixed text); with no phrase or
-    n_ctx > 4 the phrase is ignored and random "X" context is used (baselines.md Q4)."""
+    n_ctx > 4 the phrase is ignored and random "X" context is used (docs/design/baselines.md Q4)."""
     if ctx_init and n_ctx <= 4:
         phrase = ctx_init.replace("_", " ")
         tokens = tokenize(phrase, text_encoder.context_length)
@@ -93,7 +93,7 @@ class ClassPromptLearner(torch.nn.Module):
 
     State-dict keys as in the official code: ``ctx``, ``token_prefix`` (n_cls, 1, D) and
     ``token_suffix`` (n_cls, L-1-n_ctx, D); the two buffers are rebuilt from the current class names
-    and never loaded from a checkpoint (baselines.md §1.6).
+    and never loaded from a checkpoint (docs/design/baselines.md §1.6).
     """
 
     def __init__(self, text_encoder, classnames, ctx, prompt_prefix):

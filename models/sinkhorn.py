@@ -1,18 +1,18 @@
 """Entropic optimal transport (Sinkhorn-Knopp) for batches of problems of any leading shape.
 
-One solver serves every OT-based trainer. It reproduces the official ALIGN routine (align.md §3.6) when
+One solver serves every OT-based trainer. It reproduces the official ALIGN routine (docs/design/align.md §3.6) when
 called with its settings, and generalises it:
 
 * ``cost`` (*batch, a, c): problems are solved side by side; marginals broadcast against it.
 * ``row_mask`` / ``col_mask``: problems with fewer rows or columns are padded to a common size. A padded
   entry gets kernel 0, marginal 0 and scaling 0 (never 0/0), so a padded problem gives exactly the plan of
-  the unpadded one (align.md §4.5).
+  the unpadded one (docs/design/align.md §4.5).
 * Stopping: the official rule is "mean |r - r_prev| over one call < threshold", checked after the row and
   the column update. ``stop_group_dims`` says which problems share such a call: the last
   ``stop_group_dims`` batch dimensions are pooled into one stopping group (0 = every problem stops on its
   own; all batch dimensions = one group, as the official prompt-level call). A group that has stopped
   keeps its scalings while the others iterate.
-* NaN fallback (official, align.md Q12): a group whose plan contains a NaN gets its kernel instead.
+* NaN fallback (official, docs/design/align.md Q12): a group whose plan contains a NaN gets its kernel instead.
 * ``log_domain=True`` iterates on log-scalings (stable for small eps); its stopping rule is the same mean
   over |log r - log r_prev| (a relative change), since r itself overflows there.
 * ``grad=False`` (official: plans are constants) runs without autograd; ``grad=True`` differentiates

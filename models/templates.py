@@ -1,4 +1,4 @@
-"""Hand-written prompt templates of the CoOp family (baselines.md §2.1-2.2), keyed by DATASET.NAME."""
+"""Hand-written prompt templates of the CoOp family (docs/design/baselines.md §2.1-2.2), keyed by DATASET.NAME."""
 
 CUSTOM_TEMPLATES = {
     "OxfordPets": "a photo of a {}, a type of pet.",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine, offline and on CPU (about 1 min on 2 cores): base-to-new prompt tuning
-# with SEP on the SyntheticShapes benchmark (tools/synthetic.py, generated here), using the small CLIP
+# with SEP on the SyntheticShapes benchmark (datasets/synthetic_world.py, generated here), using the small CLIP
 # pretrained on it (data/demo_clip/), next to zero-shot CLIP and CoOp. Train on the 16 base classes with
 # 16 shots each, evaluate on the base test set and on the 16 new classes, print Base / New / HM.
 # The same command lines run on real data with real CLIP weights (see the README).

@@ -1,9 +1,32 @@
-"""Helpers for the tests: toy data (from tools/toy.py) and train.py command lines."""
+"""Helpers for the tests: a tiny random CLIP, the learnable fake Caltech101 (tests/datasets/fakes.py) and
+train.py command lines."""
 import os
 
 import torch
 
-from tools.toy import CLASSES, make_caltech, make_tiny_clip  # noqa: F401
+from tests.datasets.fakes import CLASSES, make_caltech  # noqa: F401  (re-exported: the tests' Caltech101)
+
+
+def make_tiny_clip(path, vit=True, width=64, layers=2, embed_dim=32, image_size=32, patch_size=8, seed=0,
+                   vision_width=None):
+    """Save a random CLIP state dict with OpenAI's key names (heads = width // 64, as OpenAI infers)."""
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    torch.manual_seed(seed)
+    vision = (CLIPVisionCfg(layers=layers, width=vision_width or width, patch_size=patch_size,
+                            image_size=image_size) if vit else
+              CLIPVisionCfg(layers=(1, 1, 1, 1), width=width // 2, image_size=image_size, head_width=width))
+    model = CLIP(embed_dim, vision_cfg=vision,
+                 text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=width, heads=max(1, width // 64),
+                                      layers=layers), quick_gelu=True)
+    sd = model.state_dict()
+    g = torch.Generator().manual_seed(seed)
+    for k, v in sd.items():  # non-trivial LayerNorm/bias values so mistakes in their use show up
+        if v.is_floating_point() and ("ln" in k or "bias" in k) and v.dim() == 1:
+            v.add_(0.1 * torch.randn(v.shape, generator=g))
+    sd["logit_scale"] = torch.tensor(4.6052)
+    torch.save(sd, path)
+    return path
 
 
 def coop_args(root, clip_path, out, *extra, trainer="CoOp", epochs=2, seed=1, config="vit_b32.yaml"):

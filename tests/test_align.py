@@ -1,4 +1,4 @@
-"""ALIGN (trainer ALIGN / MMP) on the tiny CLIP: the scores against a literal per-pair reading of align.md,
+"""ALIGN (trainer ALIGN / MMP) on the tiny CLIP: the scores against a literal per-pair reading of docs/design/align.md,
 the MaPLe limit, chunking, caching, training, checkpoints (ours and official) and configs."""
 import contextlib
 import os
@@ -64,7 +64,7 @@ def _with_cfg(model, **changes):
         model.cfg.update(old)
 
 
-# ----- a literal reading of align.md §3: explicit row loops, one Sinkhorn call per (image, class) -----
+# ----- a literal reading of docs/design/align.md §3: explicit row loops, one Sinkhorn call per (image, class) -----
 def _normalize(x):
     return x / x.norm(dim=-1, keepdim=True)
 
@@ -277,7 +277,7 @@ def test_save_eval_only_resume_and_official_checkpoint_give_identical_logits(cal
     run_train(["--eval-only", "--model-dir", out, "--load-epoch", "2"] + args(ev))
     assert torch.equal(_logits(ev), _logits(out))
 
-    # the official layout (align.md §7): the whole model, token buffers of other classes, under MMP
+    # the official layout (docs/design/align.md §7): the whole model, token buffers of other classes, under MMP
     official = str(tmp_path / "official")
     os.makedirs(os.path.join(official, "MultiModalPromptLearner"))
     state = {"prompt_learner." + k: v for k, v in saved.items() if k not in ("token_prefix", "token_suffix")}

@@ -19,7 +19,7 @@ TRAINERS = {
              {"VLPromptLearner"}),
     "VPT": ("vit_b16_c2_ep5_batch4_4.yaml", ["TRAINER.VPT.PROMPT_DEPTH_VISION", "2"], {"prompt_learner"}),
 }
-# exactly what the official trainers train (baselines.md §9)
+# exactly what the official trainers train (docs/design/baselines.md §9)
 EXPECTED_TRAINABLE = {
     "CoCoOp": {"prompt_learner.ctx", "prompt_learner.meta_net.linear1.weight", "prompt_learner.meta_net.linear1.bias",
                "prompt_learner.meta_net.linear2.weight", "prompt_learner.meta_net.linear2.bias"},
@@ -62,7 +62,7 @@ def test_save_eval_only_and_resume_give_identical_logits(trainer, caltech_root, 
     run_train(_args(trainer, caltech_root, tiny_clip, out, epochs=2))
     name = next(iter(TRAINERS[trainer][2]))
     saved = load_checkpoint(os.path.join(out, name, "model.pth.tar-2"))["state_dict"]
-    # only the prompt module is saved, never the frozen CLIP (baselines.md B1)
+    # only the prompt module is saved, never the frozen CLIP (docs/design/baselines.md B1)
     assert not any(k.startswith(("image_encoder.", "text_encoder.", "visual.", "transformer.", "token_embedding"))
                    for k in saved)
 
@@ -77,7 +77,7 @@ def test_save_eval_only_and_resume_give_identical_logits(trainer, caltech_root, 
 
 
 def _official_layout(trainer, state):
-    """Our prompt-module state in the official whole-model layout (names per baselines.md §9)."""
+    """Our prompt-module state in the official whole-model layout (names per docs/design/baselines.md §9)."""
     frozen = {"image_encoder.conv1.weight": torch.zeros(1), "text_encoder.ln_final.weight": torch.zeros(1),
               "logit_scale": torch.zeros(())}
     out = dict(frozen)
@@ -186,7 +186,7 @@ def test_kgcoop_official_yaml_ctx_init_true_is_read(tmp_path):
 @pytest.mark.parametrize("trainer", ["MaPLe", "IVLP", "VPT", "CoCoOp"])
 def test_text_and_vision_widths_may_differ(trainer, caltech_root, tmp_path):
     """Widths come from the backbone (ViT-B/16: 512 text, 768 vision; ViT-L/14: 768 / 1024)."""
-    from tools.toy import make_tiny_clip
+    from tests.helpers import make_tiny_clip
 
     clip = make_tiny_clip(str(tmp_path / "wide.pt"), width=64, vision_width=128, embed_dim=48)
     built = run_train(with_flags(_args(trainer, caltech_root, clip, str(tmp_path / "w")), "--no-train"))

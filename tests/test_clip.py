@@ -111,7 +111,7 @@ def test_fp16_on_cpu_falls_back_with_a_warning(tiny_clip):
 
 
 def test_fp16_mixed_storage_matches_openai_layout(tiny_clip):
-    """OpenAI's fp16 mode: matmul weights fp16, LayerNorm/embeddings fp32 (baselines.md §1.1)."""
+    """OpenAI's fp16 mode: matmul weights fp16, LayerNorm/embeddings fp32 (docs/design/baselines.md §1.1)."""
     sd = torch.load(tiny_clip)
     model = build_model_from_openai_state_dict(dict(sd), cast_dtype=torch.float16)
     assert model.visual.conv1.weight.dtype == torch.float16 and model.text_projection.dtype == torch.float16

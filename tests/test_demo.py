@@ -14,7 +14,8 @@ import torch
 
 from models import load_clip
 from tests.helpers import run_train
-from tools import pretrain_clip, synthetic
+from datasets import synthetic_world as synthetic
+from tools import pretrain_clip
 from tools.pretrain_clip import state_digest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

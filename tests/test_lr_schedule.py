@@ -1,4 +1,4 @@
-"""Per-epoch learning rates against the values tabled in engine.md §8.2 (verified on Dassl's code)."""
+"""Per-epoch learning rates against the values tabled in docs/design/engine.md §8.2 (verified on Dassl's code)."""
 import pytest
 import torch
 
@@ -46,7 +46,7 @@ def test_per_epoch_lr_matches_engine_md(optim, expected):
 
 
 def test_resumed_scheduler_continues_the_schedule():
-    """Dassl freezes the LR after a resume (engine.md §6.4); ours continues exactly."""
+    """Dassl freezes the LR after a resume (docs/design/engine.md §6.4); ours continues exactly."""
     optim = dict(LR=0.002, LR_SCHEDULER="cosine", MAX_EPOCH=10, WARMUP_EPOCH=1, WARMUP_TYPE="constant")
     _, opt, sched = _build(**optim)
     full = _epoch_lrs(opt, sched, 10)

@@ -32,7 +32,7 @@ def test_layer_lists_follow_the_official_table():
 
 
 def _manual_tfm(tfm, pretrained, current, per_sample):
-    """TFM written out with explicit matrices (sep.md §3.4), one head."""
+    """TFM written out with explicit matrices (docs/design/sep.md §3.4), one head."""
     ln1 = lambda t: F.layer_norm(t, t.shape[-1:], tfm.ln_1.weight, tfm.ln_1.bias)  # noqa: E731
     wq, wk, wv = tfm.attn.in_proj_weight.chunk(3)
     bq, bk, bv = tfm.attn.in_proj_bias.chunk(3)
@@ -89,7 +89,7 @@ def test_trainable_set_loss_terms_and_training(caltech_root, tiny_clip, tmp_path
     batch = next(iter(trainer.train_loader_x))
     image, label = batch["img"], batch["label"]
     loss, logits = trainer.compute_loss(image, label)
-    with torch.no_grad():  # the loss of sep.md §4 from the model's pieces
+    with torch.no_grad():  # the loss of docs/design/sep.md §4 from the model's pieces
         f_txt = model.text_features()
         f_img, v_clip = model.encode_image(image)
         t_clip = model.frozen_text_features
@@ -164,7 +164,8 @@ def test_save_eval_only_resume_round_trip(caltech_root, tiny_clip, tmp_path, mon
 
 
 def test_official_checkpoint_names_load(caltech_root, tiny_clip, tmp_path):
-    """Upstream's keys: 12-clone banks with a misspelled attention name, unused template TFMs (sep.md §9)."""
+    """Upstream's keys: 12-clone banks with a misspelled attention name, unused template TFMs (docs/design/sep.md
+    §9)."""
     out = str(tmp_path / "train")
     run_train(_args(caltech_root, tiny_clip, out))
     ours = load_checkpoint(os.path.join(out, "prompt_learner", "model.pth.tar-1"))["state_dict"]

@@ -1,4 +1,5 @@
-"""models/sinkhorn.py against POT and against a plain per-call loop with the official semantics (align.md §3.6)."""
+"""models/sinkhorn.py against POT and against a plain per-call loop with the official semantics (docs/design/align.md
+§3.6)."""
 import ot
 import pytest
 import torch

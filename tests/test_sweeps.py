@@ -1,5 +1,5 @@
-"""Sweeps (tools/sweep.py, scripts/<method>/*.sh), results tables (tools/parse_results.py) and plots
-(tools/plot_results.py)."""
+"""Sweeps (tools/sweep.py, scripts/<sweep>/*.sh generated from the method data), results tables
+(tools/parse_results.py) and plots (tools/plot_results.py)."""
 import contextlib
 import csv
 import io
@@ -14,14 +14,19 @@ import types
 
 import pytest
 
-from tests.datasets.fakes import make_dtd
-from tests.helpers import make_caltech
+from meta.methods import all_sweeps
+from meta.protocols import B2N_DATASETS, PROTOCOLS, default_datasets
+from tests.datasets.fakes import make_caltech, make_dtd
 from tools import parse_results as pr
 from tools import plot_results, sweep
+from tools.sweeps import plan as sweep_plan
+from tools.sweeps.plan import plan
+from tools.sweeps.scripts import SCRIPTS_DIR, expected_scripts, stale_folders
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIX = os.path.join(REPO, "tests", "fixtures")
-METHODS = ["zsclip", "coop", "cocoop", "maple", "ivlp", "vpt", "kgcoop", "sep", "align"]
+SWEEPS = all_sweeps()
+METHODS = [key for key, s in SWEEPS.items() if s.scripts]  # every sweep that has scripts/<key>/
 B2N_RUN = os.path.join("base2new", "{}", "{}", "shots_16", "CoOp", "vit_b16_ctxv1", "seed{}")
 
 
@@ -205,10 +210,10 @@ def test_slurm_submission(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Protocol data and the 36 scripts
+# Protocol data and the scripts (one per protocol for every sweep of the method data with scripts)
 # ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("protocol", sweep.PROTOCOLS)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_scripts_are_thin_and_their_configs_exist(protocol):
     for method in METHODS:
         path = os.path.join(REPO, "scripts", method, f"{protocol}.sh")
@@ -216,8 +221,8 @@ def test_scripts_are_thin_and_their_configs_exist(protocol):
         code = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
         assert code == [f'exec "${{PYTHON:-python3}}" "$(dirname "$0")/../../tools/sweep.py" {protocol} {method} "$@"']
         assert os.access(path, os.X_OK)
-        runs = sweep.plan(protocol, method, sweep.default_datasets(protocol), [1, 2, 3],
-                          sweep.default_shots(method, protocol), "/out", "/data")
+        runs = plan(protocol, method, default_datasets(protocol), [1, 2, 3], SWEEPS[method].default_shots(protocol),
+                    "/out", "/data")
         assert runs
         for r in runs:
             assert os.path.isfile(os.path.join(REPO, r.config_file)), r.config_file
@@ -226,24 +231,38 @@ def test_scripts_are_thin_and_their_configs_exist(protocol):
                 assert r.model.max_epoch and r.model in runs
 
 
+def test_scripts_are_what_the_method_data_generates():
+    """``python tools/sweep.py --write-scripts`` output, headers included; no folder of a removed sweep."""
+    expected = expected_scripts()
+    assert len(expected) == len(METHODS) * len(PROTOCOLS)
+    for rel, text in expected.items():
+        assert open(os.path.join(SCRIPTS_DIR, rel)).read() == text, f"{rel}: run python tools/sweep.py --write-scripts"
+    on_disk = {os.path.join(d, f) for d in METHODS for f in os.listdir(os.path.join(SCRIPTS_DIR, d))}
+    assert on_disk == set(expected)
+    assert stale_folders() == []
+    header = expected[os.path.join("sep", "base2new.sh")]
+    assert "SEP, base-to-new generalisation" in header and "seeds 1 2 3" in header
+    assert "configs/trainers/SEP/method.yaml, sweeps.sep.base2new" in header and "htyao89/SEP" in header
+
+
 def test_protocol_layouts_and_official_settings():
-    runs = sweep.plan("base2new", "sep", ["imagenet", "dtd"], [1], [16], "/o", "/d")
+    runs = plan("base2new", "sep", ["imagenet", "dtd"], [1], [16], "/o", "/d")
     tr, ev = runs[0], runs[1]
     assert tr.out == "/o/base2new/train_base/imagenet/shots_16/SEP/vit_b128_ep10_ctxv1/seed1"
     assert ev.out == "/o/base2new/test_new/imagenet/shots_16/SEP/vit_b128_ep10_ctxv1/seed1"
-    assert ev.argv(tr.max_epoch)[ev.argv(10).index("--load-epoch") + 1] == "10" and "--eval-only" in ev.argv(10)
+    assert ev.argv()[ev.argv().index("--load-epoch") + 1] == "10" and "--eval-only" in ev.argv()
     assert runs[2].cfg == "vit_b32_ep50_ctxv1" and runs[2].max_epoch == 50
     assert "TRAINER.COOP.N_CTX_V" in tr.opts and tr.opts[-2:] == ["DATASET.SUBSAMPLE_CLASSES", "base"]
-    dg = sweep.plan("domain_gen", "maple", ["imagenet_a"], [1], [16], "/o", "/d")
+    dg = plan("domain_gen", "maple", ["imagenet_a"], [1], [16], "/o", "/d")
     assert [r.out for r in dg] == [
         "/o/cross_dataset/train_source/imagenet/shots_16/MaPLe/vit_b16_c2_ep5_batch4_2ctx_cross_datasets/seed1",
         "/o/domain_gen/test_target/imagenet_a/shots_16/MaPLe/vit_b16_c2_ep5_batch4_2ctx_cross_datasets/seed1"]
-    fs = sweep.plan("few_shot", "coop", ["dtd", "imagenet"], [1], [1, 4, 16], "/o", "/d")
+    fs = plan("few_shot", "coop", ["dtd", "imagenet"], [1], [1, 4, 16], "/o", "/d")
     assert [r.cfg for r in fs] == ["rn50_ep50", "rn50_ep100", "rn50", "rn50_ep50", "rn50_ep50", "rn50_ep50"]
-    zs = sweep.plan("base2new", "zsclip", ["dtd"], [1], [16], "/o", "/d")
+    zs = plan("base2new", "zsclip", ["dtd"], [1], [16], "/o", "/d")
     assert [(r.kind, r.out.split("/")[3]) for r in zs] == [("eval", "test_base"), ("eval", "test_new")]
-    assert sweep.default_shots("kgcoop", "few_shot") == [4]
-    assert sweep.default_shots("maple", "few_shot") == [1, 2, 4, 8, 16]
+    assert SWEEPS["kgcoop"].default_shots("few_shot") == [4]
+    assert SWEEPS["maple"].default_shots("few_shot") == [1, 2, 4, 8, 16]
 
 
 def test_dry_run_and_env_overrides(monkeypatch, capsys):
@@ -253,11 +272,26 @@ def test_dry_run_and_env_overrides(monkeypatch, capsys):
     monkeypatch.setenv("OUTPUT", "/nonexistent/out")
     assert sweep.main(["base2new", "kgcoop", "eurosat", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "base2new/train_base/eurosat/shots_8/KgCoOp/vit_b16_ep100_ctxv1/seed5" in out
+    assert "base2new/train_base/eurosat/shots_8/KgCoOp/vit_b16_ep100_ctxv1/seed5  (MAX_EPOCH 3)" in out
     assert "TRAINER.COOP.W 8.0" in out
-    assert "--load-epoch 3" in out and "'(32, 32)'" in out
+    assert "(loads epoch 3)" in out and "--load-epoch 3" in out and "'(32, 32)'" in out
     with pytest.raises(SystemExit, match="unknown dataset"):
         sweep.main(["base2new", "coop", "imagenet21k", "--dry-run"])
+
+
+def test_load_epoch_comes_from_the_resolved_config(monkeypatch, capsys):
+    """Not the yaml's MAX_EPOCH: what train.py resolves (a trainer's rule may set it, as ALIGN's few-shot one)."""
+    seen = []
+
+    def resolved(argv):
+        seen.append(argv)
+        return types.SimpleNamespace(OPTIM=types.SimpleNamespace(MAX_EPOCH=42))
+
+    monkeypatch.setattr(sweep_plan, "resolve_config", resolved)
+    assert sweep.main(["base2new", "align", "dtd", "--seeds", "1", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "(MAX_EPOCH 42)" in out and "(loads epoch 42)" in out and "--load-epoch 42" in out
+    assert len(seen) == 1 and "--eval-only" not in seen[0] and "DATASET.SUBSAMPLE_CLASSES" in seen[0]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -325,9 +359,9 @@ def test_published_numbers_are_consistent():
     assert pub and all(src for _, src in pub.values())
     for m in ("CLIP", "CoOp", "CoCoOp", "MaPLe", "KgCoOp"):
         for metric in ("base", "new"):
-            vals = [pub[("base2new", m, d, None, metric)][0] for d in pr.B2N_DATASETS]
+            vals = [pub[("base2new", m, d, None, metric)][0] for d in B2N_DATASETS]
             assert sum(vals) / 11 == pytest.approx(pub[("base2new", m, "average", None, metric)][0], abs=0.011)
-        for d in pr.B2N_DATASETS + ["average"]:
+        for d in [*B2N_DATASETS, "average"]:
             b, n, h = (pub[("base2new", m, d, None, k)][0] for k in ("base", "new", "hm"))
             assert 2 * b * n / (b + n) == pytest.approx(h, abs=0.011)
     assert not any(k[1] in ("SEP", "ALIGN") for k in pub)  # not retrieved: none invented

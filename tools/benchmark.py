@@ -6,17 +6,19 @@
 Random weights in the backbone's real shapes (no download, no data). For each trainer and class count
 it measures, for two builds of the same trainer side by side:
   * "upstream": every exact optimization switched off (MODEL.TEXT_TRUNCATE, MODEL.TEXT_SHARED_PREFIX,
-    TEST.CACHE_TEXT_FEATURES False, and each trainer's own switches in TRAINER_UPSTREAM_OPTS): numerically
-    the official computation, done the official way;
+    TEST.CACHE_TEXT_FEATURES False, and each trainer's own switches, ``benchmark.upstream_opts`` of its
+    method.yaml): numerically the official computation, done the official way;
   * "ours": the defaults;
   * the median training-step time (forward, backward, optimizer step) and its peak memory;
   * evaluation time per test image: the image-side forward of --eval-batch images (timed with the class
     side already encoded) plus the class encoding, which upstream repeats for every test batch of the
-    official yaml and ours runs once per evaluation of --test-images images;
+    official yaml (DATALOADER.TEST.BATCH_SIZE) and ours runs once per evaluation of --test-images images;
   * the floor: the FLOPs of our training step / class encoding / image forward, counted by PyTorch's
     FLOP counter (frozen forward passes, backward through the prompted encoders: work no implementation
     skips), divided by the best fp32 matmul rate measured on this machine; "x floor" = time / floor.
 Peak memory: CUDA's allocator peak, or on CPU the process's resident-set growth sampled every ms.
+Each trainer is measured in the setting of the ``benchmark`` section of its configs/trainers/<T>/method.yaml
+(a config and its official options); --trainers takes the trainers that have one.
 No assertion anywhere: this is a measuring tool, its output goes in the README.
 """
 import argparse
@@ -33,28 +35,15 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import train  # noqa: E402  (registers trainers and datasets)
-from engine.config import get_cfg_default, merge_from_file, merge_from_list  # noqa: E402
+import trainers  # noqa: E402,F401  (registers the trainers)
 from engine.trainer import TRAINER_REGISTRY, TrainerBase  # noqa: E402
+from meta.methods import all_methods  # noqa: E402
+from tools.train_config import resolve_config  # noqa: E402
 
-# trainer -> (official yaml, extra options of its official scripts, test batch size of the official yaml)
-TRAINERS = {
-    "CoOp": ("CoOp/vit_b16_ep50.yaml", ["TRAINER.COOP.N_CTX", "16"], 100),
-    "CoCoOp": ("CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml", [], 100),
-    "KgCoOp": ("KgCoOp/vit_b16_ep100_ctxv1.yaml", ["TRAINER.COOP.W", "8.0"], 100),
-    "MaPLe": ("MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", [], 100),
-    "IVLP": ("IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml", [], 100),
-    "VPT": ("VPT/vit_b16_c2_ep5_batch4_4.yaml", [], 100),
-    "SEP": ("SEP/vit_b32_ep50_ctxv1.yaml", ["TRAINER.COOP.N_CTX", "6", "TRAINER.COOP.N_CTX_V", "4",
-                                             "TRAINER.COOP.W", "8.0", "TRAINER.COOP.W_V", "6.0"], 500),
-    "ALIGN": ("ALIGN/vit_b16_c2_ep5_batch4_2ctx.yaml", [], 100),
-}
+# trainer -> its benchmark setting (configs/trainers/<T>/method.yaml), in table order
+BENCHMARKS = {name: m.benchmark for name, m in all_methods().items() if m.benchmark is not None}
 UPSTREAM_OPTS = ["MODEL.TEXT_TRUNCATE", "False", "MODEL.TEXT_SHARED_PREFIX", "False",
                  "TEST.CACHE_TEXT_FEATURES", "False"]
-TRAINER_UPSTREAM_OPTS = {
-    # one token-level Sinkhorn call per (image, class) pair, a host sync per iteration: the official loop
-    "ALIGN": ["TRAINER.MMP.TOKEN_OT_CHUNK", "1", "TRAINER.MMP.OT_SYNC_EVERY", "1"],
-}
 # class names of ImageNet-like BPE lengths (1-4 tokens; the longest decides where the text is cut)
 NAME_WORDS = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead", "electric ray",
               "stingray", "rooster", "hen", "ostrich", "brambling", "goldfinch", "house finch", "junco",
@@ -90,21 +79,22 @@ def random_clip_factory(name):
     return load
 
 
-def build_trainer(name, classes, args, device, upstream, repo, size):
-    config, opts, _ = TRAINERS[name]
-    cfg = get_cfg_default()
-    train.extend_cfg(cfg)
-    merge_from_file(cfg, os.path.join(repo, "configs/trainers", config))
-    merge_from_list(cfg, ["MODEL.BACKBONE.NAME", args.backbone, "MODEL.BACKBONE.PATH", args.clip_path or "",
-                          "INPUT.SIZE", f"({size}, {size})", "TRAINER.NAME", name,
-                          "USE_CUDA", str(device.type == "cuda"), *opts, *args.opts])
-    prec = args.prec
-    cls = TRAINER_REGISTRY.get(name)
-    if prec and getattr(cls, "config_node", ""):
-        merge_from_list(cfg, [f"TRAINER.{cls.config_node}.PREC", prec])
+def benchmark_config(name, args, device, upstream, size):
+    """The resolved config of train.py for this trainer's benchmark setting (upstream: speed-ups off)."""
+    setting = BENCHMARKS[name]
+    node = getattr(TRAINER_REGISTRY.get(name), "config_node", "")
+    opts = ["MODEL.BACKBONE.NAME", args.backbone, "MODEL.BACKBONE.PATH", args.clip_path or "",
+            "INPUT.SIZE", f"({size}, {size})", "USE_CUDA", str(device.type == "cuda"), *setting.opts, *args.opts]
+    if args.prec and node:
+        opts += [f"TRAINER.{node}.PREC", args.prec]
     if upstream:
-        merge_from_list(cfg, UPSTREAM_OPTS + TRAINER_UPSTREAM_OPTS.get(name, []))
-    cfg.freeze()
+        opts += UPSTREAM_OPTS + list(setting.upstream_opts)
+    return resolve_config(["--trainer", name, "--config-file", setting.config_file, *opts])
+
+
+def build_trainer(name, classes, args, device, upstream, size):
+    cfg = benchmark_config(name, args, device, upstream, size)
+    cls = TRAINER_REGISTRY.get(name)
     trainer = cls.__new__(cls)  # no data: the model is built for ``classes`` synthetic class names
     TrainerBase.__init__(trainer)
     trainer.cfg, trainer.device, trainer.output_dir = cfg, device, ""
@@ -245,10 +235,9 @@ def _num(x):
 
 
 def main(argv=None):
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbone", default="ViT-B/16")
-    ap.add_argument("--trainers", nargs="+", default=list(TRAINERS), choices=list(TRAINERS))
+    ap.add_argument("--trainers", nargs="+", default=list(BENCHMARKS), choices=list(BENCHMARKS))
     ap.add_argument("--classes", nargs="+", type=int, default=[10, 100, 1000])
     ap.add_argument("--max-train-classes", type=int, default=None,
                     help="time training only up to this many classes (upstream's 1000-class step holds ~30 GB "
@@ -300,13 +289,13 @@ def main(argv=None):
     for name in args.trainers:
         for classes in args.classes:
             train_step = args.max_train_classes is None or classes <= args.max_train_classes
-            result = {}
+            result, test_batch = {}, None
             for upstream in (True, False):
-                trainer = build_trainer(name, classes, args, device, upstream, repo, size)
+                trainer = build_trainer(name, classes, args, device, upstream, size)
+                test_batch = trainer.cfg.DATALOADER.TEST.BATCH_SIZE  # the official yaml's
                 result[upstream] = measure(trainer, size, args, device, count=not upstream, train_step=train_step)
                 del trainer
             up, ours = result[True], result[False]
-            test_batch = TRAINERS[name][2]
             eval_up = up["image_s"] + up["text_s"] / test_batch
             eval_ours = ours["image_s"] + ours["text_s"] / args.test_images
             floor_eval = (ours["image_flops"] + ours.get("text_flops", 0) / args.test_images) / rate
@@ -329,13 +318,12 @@ def main(argv=None):
     for row in rows:
         print("| " + " | ".join(map(str, row)) + " |")
     if "ALIGN" in args.trainers:
-        chunk = get_cfg_default()
-        train.extend_cfg(chunk)
-        entries = chunk.TRAINER.MMP.TOKEN_OT_CHUNK
+        entries = resolve_config(["--trainer", "ALIGN"]).TRAINER.MMP.TOKEN_OT_CHUNK
         print(f"\nALIGN token-level OT runs in chunks of TRAINER.MMP.TOKEN_OT_CHUNK = {entries} similarity entries "
               f"({entries * 4 / 2 ** 20:.0f} MiB per fp32 tensor), whatever the numbers of images and classes.")
 
     return rows
+
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from tools import parse_results as pr  # noqa: E402
+from meta.protocols import DISPLAY  # noqa: E402
+from tools.results.cells import collect  # noqa: E402
+from tools.results.tables import Stat, base2new_tables, mean_of, order_datasets, order_methods, stat  # noqa: E402
 
 
 def _pyplot():
@@ -41,14 +43,14 @@ def few_shot_series(res, methods=None):
     """{method: {dataset or 'average': {shots: (mean, std)}}}; zero-shot methods have only shots 0."""
     series = {}
     keys = [k for k in res.cells if k[0] == "few_shot" and (methods is None or k[1] in methods)]
-    datasets = pr._order_datasets({k[2] for k in keys})
-    for m in pr._order_methods({k[1] for k in keys}):
+    datasets = order_datasets({k[2] for k in keys})
+    for m in order_methods({k[1] for k in keys}):
         per = {}
         for d in datasets:
             pts = {}
             for k in keys:
                 if k[1] == m and k[2] == d:
-                    s = pr.stat(res.cells[k])
+                    s = stat(res.cells[k])
                     pts[k[3]] = (s.mean, s.std)
             if pts:
                 per[d] = pts
@@ -85,7 +87,7 @@ def plot_few_shot(res, out_dir, methods=None):
         ax.set_xscale("log", base=2)
         ax.set_xticks(all_shots)
         ax.set_xticklabels([str(s) for s in all_shots])
-        ax.set_title(pr.DISPLAY.get(panel, panel) + (" (mean of datasets)" if panel == "average" else ""), fontsize=10)
+        ax.set_title(DISPLAY.get(panel, panel) + (" (mean of datasets)" if panel == "average" else ""), fontsize=10)
         ax.set_xlabel("shots per class")
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
@@ -101,7 +103,7 @@ def plot_few_shot(res, out_dir, methods=None):
 
 
 def plot_base2new(res, out_dir, methods=None):
-    tables = pr.base2new_tables(res, set(methods) if methods else None, None, {}, False)
+    tables = base2new_tables(res, set(methods) if methods else None, None, {}, False)
     if not tables:
         return []
     table = tables[-1] if len(tables) == 1 else max(tables, key=lambda t: len(t.rows))
@@ -116,8 +118,8 @@ def plot_base2new(res, out_dir, methods=None):
         xs = range(len(rows))
         width = 0.38
         for off, idx, label, hatch in ((-width / 2, 1, "Base", None), (width / 2, 2, "New", "//")):
-            vals = [pr._mean(r[idx]) if r[idx] is not None else 0 for r in rows]
-            errs = [r[idx].std if isinstance(r[idx], pr.Stat) else 0 for r in rows]
+            vals = [mean_of(r[idx]) if r[idx] is not None else 0 for r in rows]
+            errs = [r[idx].std if isinstance(r[idx], Stat) else 0 for r in rows]
             ax.bar([x + off for x in xs], vals, width, yerr=errs, capsize=2, label=label, hatch=hatch,
                    edgecolor="black", linewidth=0.5)
         ax.plot(list(xs), [r[3] if r[3] is not None else float("nan") for r in rows], "ko", ms=4, label="HM")
@@ -142,7 +144,7 @@ def main(argv=None):
     p.add_argument("--kind", choices=["all", "few_shot", "base2new"], default="all")
     p.add_argument("--method", nargs="+", help="only these methods (table names)")
     args = p.parse_args(argv)
-    res = pr.collect(args.root)
+    res = collect(args.root)
     out = args.out or os.path.join(args.root, "plots")
     written = []
     if args.kind in ("all", "few_shot"):

@@ -3,8 +3,8 @@
     nice -n 10 python tools/pretrain_clip.py --out data/demo_clip/synthetic_clip.pt
 
 The defaults are the recipe of the committed data/demo_clip/synthetic_clip.pt (see data/demo_clip/README.md).
-Data: a pool of images rendered by tools/synthetic.py from random attribute combinations of the whole
-vocabulary *minus the benchmark's new colour-shape pairs*; every step draws a batch from the pool, flips
+Data: a pool of images rendered by datasets/synthetic_world.py from random attribute combinations of the
+whole vocabulary *minus the benchmark's new colour-shape pairs*; every step draws a batch from the pool, flips
 it at random and writes a fresh caption for each image. Loss: CLIP's symmetric contrastive loss, with
 every caption in the batch that correctly describes an image counted as a positive of that image
 (multi-positive InfoNCE; a batch of 256 holds many images with the same attributes).
@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from tools import synthetic  # noqa: E402
+from datasets import synthetic_world as synthetic  # noqa: E402
 
 CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
 CLIP_STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)

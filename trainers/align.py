@@ -1,7 +1,7 @@
-"""ALIGN (align.md; registered officially as ``MMP``): N text prompt sets and M = N visual prompt sets,
+"""ALIGN (docs/design/align.md; registered officially as ``MMP``): N text prompt sets and M = N visual prompt sets,
 MaPLe-style coupled (visual set m = linear maps of text set m), scored by hierarchical optimal transport.
 
-How the sets use the shared encoders (align.md §3.2-3.3): the K classes x N text sets are K*N sequences
+How the sets use the shared encoders (docs/design/align.md §3.2-3.3): the K classes x N text sets are K*N sequences
 (class-major, row k*N+n uses set n) encoded in one text pass; the B images are tiled M times (image-major,
 row i*M+m uses set m) and encoded in one image pass. Deep prompts are tiled to those rows and replace
 the prompt positions before blocks 1..depth-1. The M x N pairing exists only in the similarity stage:
@@ -262,9 +262,9 @@ def _ct_costs(cost, dis, col_mask=None):
 
 @TRAINER_REGISTRY.register()
 class ALIGN(PromptTrainer):
-    config_node = "MMP"  # the official node name, so official yamls and command lines work (align.md §5)
+    config_node = "MMP"  # the official node name, so official yamls and command lines work (docs/design/align.md §5)
     config_defaults = {
-        # official keys and defaults (align.md §5.1), except USECT (official True crashes: Q9)
+        # official keys and defaults (docs/design/align.md §5.1), except USECT (official True crashes: Q9)
         "N_CTX": 2, "CTX_INIT": "a photo of a", "PREC": "fp16", "TEXT_PROMPT_DEPTH": 1,
         "VISION_PROMPT_DEPTH": 1, "TEXT_PROMPT_NUMBER": 4, "VISION_PROMPT_NUMBER": 4, "HIERARCHICAL": True,
         "USECT": False,
@@ -277,7 +277,8 @@ class ALIGN(PromptTrainer):
 
     @classmethod
     def resolve_cfg(cls, cfg):
-        """The official train.py sets the epochs from the shots for SUBSAMPLE_CLASSES 'all' (align.md §5.1)."""
+        """The official train.py sets the epochs from the shots for SUBSAMPLE_CLASSES 'all' (docs/design/align.md
+        §5.1)."""
         c = cfg.TRAINER.MMP
         if c.FEWSHOT_EPOCH_OVERRIDE and cfg.DATASET.SUBSAMPLE_CLASSES == "all":
             epochs = fewshot_epochs(cfg.DATASET.NUM_SHOTS, cfg.DATASET.NAME)
@@ -319,7 +320,7 @@ TRAINER_REGISTRY.register(name="MMP")(ALIGN)
 
 
 def fewshot_epochs(shots, dataset):
-    """The official train.py's epochs for DATASET.SUBSAMPLE_CLASSES 'all' (align.md §5.1, Q22)."""
+    """The official train.py's epochs for DATASET.SUBSAMPLE_CLASSES 'all' (docs/design/align.md §5.1, Q22)."""
     if dataset == "ImageNet":
         return 20
     return {1: 30, 2: 50, 4: 50}.get(shots, 80)

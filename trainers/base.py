@@ -19,7 +19,7 @@ class PromptTrainer(TrainerX):
 
     config_node = ""
     config_defaults = {}  # TRAINER.<config_node> keys and defaults; several trainers may share a node
-    # buffers rebuilt from the current class names; never loaded from a checkpoint (engine.md §6.5)
+    # buffers rebuilt from the current class names; never loaded from a checkpoint (docs/design/engine.md §6.5)
     checkpoint_ignored_keys = ("token_prefix", "token_suffix")
     # config values written for an official release with another type: key -> reader(value) -> value or None
     # (applied only when this trainer runs; KgCoOp's CTX_INIT True)

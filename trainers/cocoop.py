@@ -1,4 +1,4 @@
-"""CoCoOp (baselines.md §4): CoOp's context shifted per image by a small meta-net on the image feature."""
+"""CoCoOp (docs/design/baselines.md §4): CoOp's context shifted per image by a small meta-net on the image feature."""
 from collections import OrderedDict
 
 import torch
@@ -57,7 +57,7 @@ class CoCoOpCLIP(PromptedCLIP):
         prefix = pl.shared_prefix()
         logits = []
         # several images' prompts in one text-encoder pass (the official loop does one image at a time;
-        # each row is computed the same way, baselines.md B10)
+        # each row is computed the same way, docs/design/baselines.md B10)
         for start in range(0, b, self.text_chunk_images):
             chunk = prompts[start:start + self.text_chunk_images]
             n = chunk.shape[0]

@@ -1,4 +1,4 @@
-"""CoOp (baselines.md §3): M learnable context vectors in the text input, unified or class-specific,
+"""CoOp (docs/design/baselines.md §3): M learnable context vectors in the text input, unified or class-specific,
 with the class token at the end, middle or front."""
 import torch
 

@@ -1,4 +1,4 @@
-"""IVLP (baselines.md §6): independent deep prompts in the text and the image encoder."""
+"""IVLP (docs/design/baselines.md §6): independent deep prompts in the text and the image encoder."""
 import torch.nn as nn
 
 from engine import TRAINER_REGISTRY

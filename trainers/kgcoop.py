@@ -1,9 +1,9 @@
-"""KgCoOp (baselines.md §8): CoOp prompts kept close to the hand-crafted prompt's text feature.
+"""KgCoOp (docs/design/baselines.md §8): CoOp prompts kept close to the hand-crafted prompt's text feature.
 
 loss = CE + W * (1 - mean over all task classes of cos(learned class feature, hand-crafted feature)).
 Keys live under TRAINER.COOP as in the official release (which adds W and ALPHA to that node).
 The hand-crafted features come from the same frozen CLIP (the official code loads a second one;
-identical values in fp16 mode, baselines.md Q10).
+identical values in fp16 mode, docs/design/baselines.md Q10).
 """
 import torch.nn.functional as F
 
@@ -15,7 +15,7 @@ from .coop import CoOp, CoOpCLIP
 
 # KgCoOp's own template table differs from zero-shot CLIP's for DTD only
 KG_TEMPLATE_OVERRIDES = {"DescribableTextures": "a photo of a {}, a type of texture."}
-KG_CTX_INIT = "a photo of a"  # upstream: any truthy CTX_INIT means this phrase (baselines.md Q9)
+KG_CTX_INIT = "a photo of a"  # upstream: any truthy CTX_INIT means this phrase (docs/design/baselines.md Q9)
 # the official KgCoOp/SEP yamls write CTX_INIT: True/False (a bool); True means the phrase above
 CTX_INIT_FLAG = {"TRAINER.COOP.CTX_INIT": lambda v: (KG_CTX_INIT if v else "") if isinstance(v, bool) else None}
 
@@ -40,7 +40,7 @@ class KgCoOp(CoOp):
         node = cfg.TRAINER.COOP
         if node.CTX_INIT and node.CTX_INIT != KG_CTX_INIT:
             print(f"Warning: TRAINER.COOP.CTX_INIT {node.CTX_INIT!r} -> {KG_CTX_INIT!r}: KgCoOp initialises from "
-                  "this phrase whenever CTX_INIT is set (baselines.md Q9)")
+                  "this phrase whenever CTX_INIT is set (docs/design/baselines.md Q9)")
             node.CTX_INIT = KG_CTX_INIT
         if node.CLASS_TOKEN_POSITION != "end":
             print(f"Warning: TRAINER.COOP.CLASS_TOKEN_POSITION {node.CLASS_TOKEN_POSITION!r} -> 'end': KgCoOp "

@@ -1,4 +1,4 @@
-"""MaPLe (baselines.md §5): text prompts at the input and before blocks 1..J-1, coupled to visual
+"""MaPLe (docs/design/baselines.md §5): text prompts at the input and before blocks 1..J-1, coupled to visual
 prompts by linear maps text width -> vision width (taken from the backbone; upstream hard-codes 512/768)."""
 from engine import TRAINER_REGISTRY
 from models.clip import check_depth, require_vit

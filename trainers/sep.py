@@ -1,7 +1,7 @@
-"""SEP, Self-Enhanced Prompt Tuning (sep.md).
+"""SEP, Self-Enhanced Prompt Tuning (docs/design/sep.md).
 
 Text context ``ctx`` and visual prompts ``ctx_visual`` at the encoder inputs; before each block of the
-layer list (``TRAINER.COOP.L_IND``, sep.md §3.5) a Token Fusion Module (TFM) replaces the prompt slots by
+layer list (``TRAINER.COOP.L_IND``, docs/design/sep.md §3.5) a Token Fusion Module (TFM) replaces the prompt slots by
 a fusion of their current states with "pre-trained" tokens of the same layer. Final features are the
 re-normalised sum of the SEP and the frozen-CLIP features (§3.6); the loss adds text/image consistency
 and a prototype classifier (§4-5).
@@ -35,13 +35,13 @@ from models.templates import dataset_template
 from .base import PromptTrainer
 from .kgcoop import CTX_INIT_FLAG
 
-# sep.md §3.5: TRAINER.COOP.L_IND -> block indices whose input gets a TFM (the j-th listed uses TFM j)
+# docs/design/sep.md §3.5: TRAINER.COOP.L_IND -> block indices whose input gets a TFM (the j-th listed uses TFM j)
 LAYER_LISTS = [
     [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [1, 2, 3, 4, 5, 6, 7, 8], [5, 6, 7, 8, 9, 10, 11], [1, 3, 5, 7, 9, 11],
     [2, 4, 6, 8, 10], [3, 6, 9], [4, 8, 10], [4, 8], [4, 10], [4, 6], [8, 10], [2], [6], [1], [3], [5], [7], [9],
     [10], [11],
 ]
-# frozen-CLIP templates of the official SEP (sep.md §7.4); other datasets use the zero-shot ones
+# frozen-CLIP templates of the official SEP (docs/design/sep.md §7.4); other datasets use the zero-shot ones
 SEP_TEMPLATES = {
     "OxfordPets": "a photo of a {}, a type of pet.", "OxfordFlowers": "a photo of a {}, a type of flower.",
     "FGVCAircraft": "a photo of an aircraft {}.", "DescribableTextures": "a photo of a {}, a type of texture.",
@@ -54,12 +54,12 @@ PROTO_SCALE = 10.0  # fixed logit scale of the prototype classifier (§4)
 
 def layer_list(l_ind, num_layers):
     if not 0 <= l_ind < len(LAYER_LISTS):
-        raise UserError(f"TRAINER.COOP.L_IND must be 0..{len(LAYER_LISTS) - 1} (sep.md §3.5), got {l_ind}")
+        raise UserError(f"TRAINER.COOP.L_IND must be 0..{len(LAYER_LISTS) - 1} (docs/design/sep.md §3.5), got {l_ind}")
     return [layer for layer in LAYER_LISTS[l_ind] if layer < num_layers]
 
 
 class TokenFusion(nn.Module):
-    """TFM (sep.md §3.4): Z = s1*P + (1-s1)*Attn(LN1(C), LN1(P)); O = s2*Z + (1-s2)*MLP(LN2(Z)).
+    """TFM (docs/design/sep.md §3.4): Z = s1*P + (1-s1)*Attn(LN1(C), LN1(P)); O = s2*Z + (1-s2)*MLP(LN2(Z)).
 
     P: pre-trained tokens, C: current prompt states, both (N, k, d) with N = classes or images.
     ``per_sample`` False (official): attention over the N axis, separately for each of the k slots.
@@ -219,7 +219,7 @@ class SEPCLIP(PromptedCLIP):
 
 @TRAINER_REGISTRY.register()
 class SEP(PromptTrainer):
-    config_node = "COOP"  # the official keys (sep.md §7.1), shared with CoOp and KgCoOp as upstream
+    config_node = "COOP"  # the official keys (docs/design/sep.md §7.1), shared with CoOp and KgCoOp as upstream
     config_defaults = {"N_CTX": 16, "CSC": False, "CTX_INIT": "", "PREC": "fp16", "CLASS_TOKEN_POSITION": "end",
                        "ALPHA": 1.0, "W": 1.0, "N_CTX_V": 16, "L_IND": 0, "W_V": 1.0}
     # ours (docs/SEP.md)
@@ -228,8 +228,8 @@ class SEP(PromptTrainer):
         "PER_INPUT_SELECTION": False,  # paper: representative tokens chosen per image / per class prompt
         "TFM_HIDDEN": 256,  # TFM bottleneck width (upstream constant)
     }
-    legacy_values = CTX_INIT_FLAG  # official yamls: CTX_INIT True/False (sep.md Q8)
-    train_drop_last = False  # SEP's Dassl keeps the last small batch (sep.md §10.1, Q19)
+    legacy_values = CTX_INIT_FLAG  # official yamls: CTX_INIT True/False (docs/design/sep.md Q8)
+    train_drop_last = False  # SEP's Dassl keeps the last small batch (docs/design/sep.md §10.1, Q19)
     checkpoint_ignored_keys = ("token_prefix", "token_suffix", "token_midfix", "VPT_fc.weight")
 
     @classmethod
@@ -255,7 +255,7 @@ class SEP(PromptTrainer):
     @torch.no_grad()
     def init_prototypes(self):
         """VPT_fc rows = normalised class means of the frozen image features of one pass over the training
-        loader, augmentations included (sep.md §5); skipped in eval-only runs, where it is unused."""
+        loader, augmentations included (docs/design/sep.md §5); skipped in eval-only runs, where it is unused."""
         pl = self.model.prompt_learner
         was_training = pl.training
         pl.eval()
@@ -271,7 +271,8 @@ class SEP(PromptTrainer):
         print(f"Prototype classifier initialised from {len(labels)} training images")
 
     def compute_loss(self, image, label):
-        """L = CE + W*L_text + W_V*L_img + 1/2 [CE(10 cos(f_img, W)) + CE(10 cos(v_clip, W))] (sep.md §4)."""
+        """L = CE + W*L_text + W_V*L_img + 1/2 [CE(10 cos(f_img, W)) + CE(10 cos(v_clip, W))] (docs/design/sep.md
+        §4)."""
         model, cfg = self.model, self.trainer_cfg
         f_txt = model.text_features()
         f_img, v_clip = model.encode_image(image)
@@ -291,7 +292,8 @@ _OFFICIAL_BANKS = {"prompt_projections.": "text_fusion.", "visual_prompts.": "vi
 
 
 def rename_official_sep_keys(state_dict):
-    """Official SEP names (misspelled attention, 12-clone banks, unused template TFMs) -> ours (sep.md §9)."""
+    """Official SEP names (misspelled attention, 12-clone banks, unused template TFMs) -> ours
+    (docs/design/sep.md §9)."""
     if not any(k.startswith(tuple(_OFFICIAL_BANKS)) for k in state_dict):
         return state_dict
     out = {}

@@ -1,4 +1,4 @@
-"""VPT, deep vision prompting (baselines.md §7): visual prompts only; fixed "a photo of a {}." classifier.
+"""VPT, deep vision prompting (docs/design/baselines.md §7): visual prompts only; fixed "a photo of a {}." classifier.
 
 As upstream, CLIP runs in fp32 whatever TRAINER.VPT.PREC says (amp adds autocast) and the prompts are
 rounded through fp16 at every use (TRAINER.VPT.FP16_PROMPT_ROUNDING)."""

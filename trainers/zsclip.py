@@ -1,4 +1,4 @@
-"""Zero-shot CLIP (baselines.md §2): one template per dataset, or the 7(+1)-template ensemble."""
+"""Zero-shot CLIP (docs/design/baselines.md §2): one template per dataset, or the 7(+1)-template ensemble."""
 from engine import TRAINER_REGISTRY
 from models.prompted_clip import FixedPromptCLIP
 from models.templates import IMAGENET_TEMPLATES_SELECT, dataset_template

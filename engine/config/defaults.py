@@ -1,4 +1,4 @@
-"""Dassl v0.6.3 defaults (engine.md §2.3-2.4), plus vlprompt's own keys (marked "vlprompt")."""
+"""Dassl v0.6.3 defaults (docs/design/engine.md §2.3-2.4), plus vlprompt's own keys (marked "vlprompt")."""
 from yacs.config import CfgNode as CN
 
 _C = CN()

@@ -1,4 +1,4 @@
-"""DataManager, DatasetWrapper and loaders (datasets.md §8, §10)."""
+"""DataManager, DatasetWrapper and loaders (docs/design/datasets.md §8, §10)."""
 import torch
 from tabulate import tabulate
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler

@@ -1,4 +1,4 @@
-"""Dassl's image transforms (datasets.md §9): same order, same parameters, same printed lines."""
+"""Dassl's image transforms (docs/design/datasets.md §9): same order, same parameters, same printed lines."""
 import torch
 import torchvision.transforms as T
 from torchvision.transforms import InterpolationMode

@@ -1,4 +1,4 @@
-"""Classification evaluator printing Dassl's result block (engine.md §5.2, §7)."""
+"""Classification evaluator printing Dassl's result block (docs/design/engine.md §5.2, §7)."""
 import os
 from collections import OrderedDict, defaultdict
 

@@ -1,9 +1,9 @@
-"""Dassl's epoch-based LR schedulers with warm-up (engine.md §8.2), minus two Dassl defects:
+"""Dassl's epoch-based LR schedulers with warm-up (docs/design/engine.md §8.2), minus two Dassl defects:
 
 * no positional ``verbose`` argument (torch removed it; Dassl's wrapper crashes on current torch);
 * the warm-up wrapper saves its successor's *state*, not the successor object, so a resumed run keeps
   following the schedule (Dassl's unpickled successor drives a dead optimizer copy and the live LR
-  freezes, engine.md §6.4). Uninterrupted runs give exactly Dassl's per-epoch values.
+  freezes, docs/design/engine.md §6.4). Uninterrupted runs give exactly Dassl's per-epoch values.
 """
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, MultiStepLR, StepLR

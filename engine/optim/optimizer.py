@@ -1,4 +1,4 @@
-"""Dassl's ``build_optimizer`` (engine.md §8.1)."""
+"""Dassl's ``build_optimizer`` (docs/design/engine.md §8.1)."""
 import torch
 import torch.nn as nn
 

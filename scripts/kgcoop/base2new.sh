@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # KgCoOp, base-to-new generalisation: per dataset, train on the base classes (16 shots) and evaluate on the
 # new classes (eval-only, last epoch); seeds 1 2 3.
-# Settings (tools/sweep.py, METHODS["kgcoop"]["base2new"]): htyao89/KgCoOp scripts/base2new_{train,test}.sh
-# DATASET 8.0 (M=4, W=8.0; load epoch 100).
+# Settings (configs/trainers/KgCoOp/method.yaml, sweeps.kgcoop.base2new): htyao89/KgCoOp
+# scripts/base2new_{train,test}.sh DATASET 8.0 (M=4, W=8.0; load epoch 100).
 # Usage: DATA=/path/to/datasets bash scripts/kgcoop/base2new.sh DATASET... | all  [sweep options] [-- KEY VALUE...]
 #   env SEEDS, SHOTS, OUTPUT (default output/), OPTS ("KEY VALUE ..."), CFG, GPUS (0,1,...), JOBS;
 #   options: python tools/sweep.py --help (--gpus, --slurm..., --dry-run). Rerun to resume.
+# Generated from configs/trainers/KgCoOp/method.yaml by `python tools/sweep.py --write-scripts` (edit that file).
 exec "${PYTHON:-python3}" "$(dirname "$0")/../../tools/sweep.py" base2new kgcoop "$@"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # MaPLe, domain generalisation: the ImageNet model of cross_dataset (trained first if missing) evaluated on
-# ImageNet-V2, -Sketch, -A and -R; seeds 1 2 3.
-# Settings (tools/sweep.py, METHODS["maple"]["transfer"]): muzairkhattak/multimodal-prompt-learning
-# scripts/maple/xd_{train,test}_maple.sh (load epoch 2); the same model for domain generalisation.
+# ImageNet-V2, ImageNet-Sketch, ImageNet-A and ImageNet-R; seeds 1 2 3.
+# Settings (configs/trainers/MaPLe/method.yaml, sweeps.maple.transfer):
+# muzairkhattak/multimodal-prompt-learning scripts/maple/xd_{train,test}_maple.sh (load epoch 2); the same
+# model for domain generalisation.
 # Usage: DATA=/path/to/datasets bash scripts/maple/domain_gen.sh DATASET... | all  [sweep options] [-- KEY VALUE...]
 #   env SEEDS, SHOTS, OUTPUT (default output/), OPTS ("KEY VALUE ..."), CFG, GPUS (0,1,...), JOBS;
 #   options: python tools/sweep.py --help (--gpus, --slurm..., --dry-run). Rerun to resume.
+# Generated from configs/trainers/MaPLe/method.yaml by `python tools/sweep.py --write-scripts` (edit that file).
 exec "${PYTHON:-python3}" "$(dirname "$0")/../../tools/sweep.py" domain_gen maple "$@"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # VPT (deep vision prompting), few-shot classification: per dataset and shot count K, train on all classes
 # with K images per class; seeds 1 2 3, shots 1 2 4 8 16.
-# Settings (tools/sweep.py, METHODS["vpt"]["few_shot"]): not scripted officially; the field's protocol: the
-# base-to-new config on all classes with K shots.
+# Settings (configs/trainers/VPT/method.yaml, sweeps.vpt.few_shot): not scripted officially; the field's
+# protocol: the base-to-new config on all classes with K shots.
 # Usage: DATA=/path/to/datasets bash scripts/vpt/few_shot.sh DATASET... | all  [sweep options] [-- KEY VALUE...]
 #   env SEEDS, SHOTS, OUTPUT (default output/), OPTS ("KEY VALUE ..."), CFG, GPUS (0,1,...), JOBS;
 #   options: python tools/sweep.py --help (--gpus, --slurm..., --dry-run). Rerun to resume.
+# Generated from configs/trainers/VPT/method.yaml by `python tools/sweep.py --write-scripts` (edit that file).
 exec "${PYTHON:-python3}" "$(dirname "$0")/../../tools/sweep.py" few_shot vpt "$@"

@@ -1,9 +1,11 @@
 """Tiny fake copies of the 15 benchmark datasets in their real layouts (file-name patterns, annotation
 files, split json). Each builder writes images and raw annotations under ``root`` and returns a Fake
-with the expectations a loader must meet."""
+with the expectations a loader must meet. ``make_caltech`` writes the learnable Caltech101 tree the
+training tests run on (a colour per class)."""
 import io
 import json
 import os
+import random
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,13 +13,13 @@ from PIL import Image
 from scipy.io import savemat
 
 
-def _jpeg_bytes():
+def _jpeg_bytes(image):
     buf = io.BytesIO()
-    Image.new("RGB", (8, 8), (120, 30, 200)).save(buf, format="JPEG")
+    image.save(buf, format="JPEG")
     return buf.getvalue()
 
 
-JPEG = _jpeg_bytes()
+JPEG = _jpeg_bytes(Image.new("RGB", (8, 8), (120, 30, 200)))
 
 
 def write_image(path, data=JPEG):
@@ -99,6 +101,30 @@ def make_caltech101(root):
                                          "image_{i:04d}.jpg", ignored=["BACKGROUND_Google", "Faces_easy"])
     return Fake("Caltech101", "caltech101", "caltech-101", "101_ObjectCategories", names,
                 _split_per_class(per_class), "split_zhou_Caltech101.json", raw_sizes=(24, 12, 12))
+
+
+CLASSES = ["accordion", "airplanes", "anchor", "ant", "barrel", "bass"]  # make_caltech's default classes
+
+
+def make_caltech(root, classes=CLASSES, n_train=4, n_val=2, n_test=3, seed=0, size=(40, 48)):
+    """Caltech101 in CoOp's layout (101_ObjectCategories/<cat>/image_000N.jpg + split_zhou_Caltech101.json)
+    that a tiny model can learn: each class its own colour, with noise pixels. Returns ``root``."""
+    rng = random.Random(seed)
+    base = os.path.join(root, "caltech-101")
+    split = {"train": [], "val": [], "test": []}
+    for label, cat in enumerate(classes):
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        name = {"airplanes": "airplane"}.get(cat, cat)
+        for i in range(n_train + n_val + n_test):
+            img = Image.new("RGB", size, colour)
+            px = img.load()
+            for _ in range(60):
+                px[rng.randrange(size[0]), rng.randrange(size[1])] = tuple(rng.randrange(256) for _ in range(3))
+            rel = f"{cat}/image_{i + 1:04d}.jpg"
+            write_image(os.path.join(base, "101_ObjectCategories", rel), _jpeg_bytes(img))
+            split["train" if i < n_train else "val" if i < n_train + n_val else "test"].append([rel, label, name])
+    write_json(os.path.join(base, "split_zhou_Caltech101.json"), split)
+    return root
 
 
 def make_dtd(root):

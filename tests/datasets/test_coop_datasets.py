@@ -16,7 +16,7 @@ KEYS = sorted(COOP_BUILDERS)
 
 
 def reference_fewshot(rows, k):
-    """datasets.md §5.1: groups by first appearance of the label, random.sample inside each group."""
+    """docs/design/datasets.md §5.1: groups by first appearance of the label, random.sample inside each group."""
     groups = OrderedDict()
     for row in rows:
         groups.setdefault(row[1], []).append(row)
@@ -121,7 +121,7 @@ def test_cache_hit_draws_no_random_numbers(root):
 
 
 def test_fewshot_test_vector_of_the_spec(root):
-    """datasets.md §5.2: labels [2,0,1,0,2,1,0,2,1,0,1,2], seed 1, K=2 -> [4, 7, 1, 3, 2, 5]; then val."""
+    """docs/design/datasets.md §5.2: labels [2,0,1,0,2,1,0,2,1,0,1,2], seed 1, K=2 -> [4, 7, 1, 3, 2, 5]; then val."""
     fake = make_dtd(root)
     names = ["banded", "blotchy", "braided"]
     train_labels = [2, 0, 1, 0, 2, 1, 0, 2, 1, 0, 1, 2]

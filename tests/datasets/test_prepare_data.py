@@ -1,8 +1,7 @@
 """tools/prepare_data.py with the network replaced by local files (engine.utils.download._open_url and
-prepare_data.gdrive_download)."""
+tools.prepare.fetch.gdrive_download)."""
 import copy
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -15,15 +14,12 @@ from scipy.io import savemat
 
 import engine.utils.download as download
 from engine.utils.tools import UserError
+from tools import prepare_data
+from tools.prepare import fetch, imagenet, sources
 
 from .fakes import (IMAGENET_CLASSES, JPEG, make_caltech101, make_eurosat, make_fgvc_aircraft, make_food101,
                     make_imagenet_ar, write_classnames, write_image)
 from .loading import load
-
-_spec = importlib.util.spec_from_file_location(
-    "prepare_data", os.path.join(os.path.dirname(__file__), "..", "..", "tools", "prepare_data.py"))
-prepare_data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(prepare_data)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -68,7 +64,7 @@ class Web:
         self.urls, self.drive, self.calls = {}, {}, []
         self.cut_after = None  # bytes to deliver before the connection drops (once)
         monkeypatch.setattr(download, "_open_url", self.open_url)
-        monkeypatch.setattr(prepare_data, "gdrive_download", self.gdrive)
+        monkeypatch.setattr(fetch, "gdrive_download", self.gdrive)
 
     def open_url(self, url, start=0):
         self.calls.append((url, start))
@@ -101,16 +97,16 @@ class _Dropping(io.BytesIO):
 
 def patched(monkeypatch, key, **md5s):
     """Replace the published MD5s of ``key``'s files by those of the fake archives."""
-    spec = copy.deepcopy(prepare_data.SOURCES[key])
+    spec = copy.deepcopy(sources.SOURCES[key])
     for item in spec["files"]:
         if item["name"] in md5s:
             item["sources"] = [(loc, md5s[item["name"]]) for loc, _ in item["sources"]]
-    monkeypatch.setitem(prepare_data.SOURCES, key, spec)
+    monkeypatch.setitem(sources.SOURCES, key, spec)
     return spec
 
 
 def url_of(key, name, index=0):
-    item = next(i for i in prepare_data.SOURCES[key]["files"] if i["name"] == name)
+    item = next(i for i in sources.SOURCES[key]["files"] if i["name"] == name)
     return item["sources"][index][0]
 
 
@@ -289,7 +285,7 @@ def imagenet_archives(folder):
 
 def test_imagenet_says_what_to_download_then_finishes_the_layout(root, web, monkeypatch, capsys):
     classnames = io.StringIO("".join(f"{w} {n}\n" for w, n in IMAGENET_CLASSES)).getvalue().encode()
-    web.drive[prepare_data.IMAGENET_CLASSNAMES[len("gdrive:"):]] = classnames
+    web.drive[sources.IMAGENET_CLASSNAMES[len("gdrive:"):]] = classnames
     assert prepare_data.main(["imagenet", "--root", root]) == 1
     out = capsys.readouterr().out
     downloads = os.path.join(root, "downloads")
@@ -298,8 +294,8 @@ def test_imagenet_says_what_to_download_then_finishes_the_layout(root, web, monk
     assert f"into {downloads}/" in out and "image-net.org" in out and "needs a manual step" in out
 
     md5s, truth = imagenet_archives(downloads)
-    monkeypatch.setattr(prepare_data, "IMAGENET_ARCHIVES",
-                        [(n, size, md5s[n]) for n, size, _ in prepare_data.IMAGENET_ARCHIVES])
+    monkeypatch.setattr(imagenet, "IMAGENET_ARCHIVES",
+                        [(n, size, md5s[n]) for n, size, _ in imagenet.IMAGENET_ARCHIVES])
     assert prepare_data.main(["imagenet", "--root", root]) == 0
     ds = load(root, "ImageNet")
     assert ds.classnames == [n for _, n in IMAGENET_CLASSES] and len(ds.train_x) == 15 and len(ds.test) == 10
@@ -365,5 +361,5 @@ def test_all_goes_on_after_failures_and_summarises(root, web, capsys):
     assert prepare_data.main(["all", "--root", root]) == 1
     out = capsys.readouterr().out
     summary = out[out.index("Summary"):].splitlines()[1:]
-    assert [line.split()[0] for line in summary] == list(prepare_data.SOURCES)
+    assert [line.split()[0] for line in summary] == list(sources.SOURCES)
     assert "imagenet         needs a manual step" in out or "imagenet         FAILED" in out

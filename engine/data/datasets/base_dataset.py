@@ -1,4 +1,4 @@
-"""Datum / DatasetBase with Dassl's semantics (datasets.md §1, §5, §6)."""
+"""Datum / DatasetBase with Dassl's semantics (docs/design/datasets.md §1, §5, §6)."""
 import math
 import os
 import random
@@ -94,7 +94,7 @@ class DatasetBase:
         return output
 
     def generate_fewshot_dataset(self, *data_sources, num_shots=-1, repeat=False):
-        """K items per label with Python's global ``random`` exactly as Dassl (datasets.md §5.1)."""
+        """K items per label with Python's global ``random`` exactly as Dassl (docs/design/datasets.md §5.1)."""
         if num_shots < 1:
             return data_sources[0] if len(data_sources) == 1 else data_sources
         print(f"Creating a {num_shots}-shot dataset")
@@ -113,7 +113,8 @@ class DatasetBase:
 
 
 def subsample_classes(*args, subsample="all"):
-    """Keep the first (base) or second (new) half of the sorted labels and relabel from 0 (datasets.md §6)."""
+    """Keep the first (base) or second (new) half of the sorted labels and relabel from 0 (docs/design/datasets.md
+    §6)."""
     if subsample not in ("all", "base", "new"):
         raise UserError(f"DATASET.SUBSAMPLE_CLASSES must be all, base or new, got {subsample!r}")
     if subsample == "all":

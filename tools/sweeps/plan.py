@@ -1,0 +1,100 @@
+"""The runs of one protocol for one sweep of the method data (meta.methods): their folders (the CoOp-family
+layout), command lines and dependencies. Torch-free; an evaluation's load epoch is resolved on demand."""
+import functools
+import os
+from dataclasses import dataclass, field
+
+from meta.methods import all_sweeps
+from meta.protocols import XD_SOURCE
+from tools.train_config import resolve_config
+
+
+@dataclass
+class Run:
+    protocol: str            # base2new | few_shot | cross_dataset | domain_gen (where the folder lives)
+    kind: str                # "train" or "eval"
+    out: str                 # absolute output folder
+    root: str                # dataset root (--root)
+    trainer: str
+    dataset: str
+    seed: int
+    shots: int
+    cfg: str
+    config_file: str         # relative to the repository
+    opts: list = field(default_factory=list)
+    model: "Run" = None      # the training run an eval loads
+    out_root: str = ""       # the sweep's OUTPUT
+
+    @property
+    def name(self):
+        return os.path.relpath(self.out, self.out_root) if self.out_root else self.out
+
+    @functools.cached_property
+    def max_epoch(self):
+        """OPTIM.MAX_EPOCH of this run as train.py resolves it (imports train: only when asked)."""
+        return resolve_config(self.argv()).OPTIM.MAX_EPOCH
+
+    @property
+    def load_epoch(self):
+        """The epoch an evaluation loads: the last one of its training run (None without a model)."""
+        return self.model.max_epoch if self.model is not None else None
+
+    def argv(self, load_epoch=True):
+        """train.py's arguments; ``load_epoch=False`` leaves out ``--load-epoch`` (nothing is resolved)."""
+        a = ["--root", self.root, "--seed", str(self.seed), "--trainer", self.trainer,
+             "--dataset-config-file", f"configs/datasets/{self.dataset}.yaml", "--config-file", self.config_file,
+             "--output-dir", self.out]
+        if self.kind == "eval":
+            if self.model is not None:
+                a += ["--model-dir", self.model.out] + (["--load-epoch", str(self.load_epoch)] if load_epoch else [])
+            a.append("--eval-only")
+        return a + list(self.opts)
+
+
+def plan(protocol, sweep_key, datasets, seeds, shots, out_root, root, extra_opts=(), cfg_override=None):
+    """The runs of a sweep (training runs before the evaluations that load them)."""
+    sweep = all_sweeps()[sweep_key]
+    settings = sweep.settings(protocol)
+    base_opts = list(settings.opts)
+    extra_opts = list(extra_opts)
+    runs = {}
+
+    def make(kind, sub, dataset, k, seed, opts, model=None, shots_dir=None, folder=protocol):
+        cfg = cfg_override or settings.config_for(dataset, k)
+        parts = [out_root, folder] + ([sub] if sub else []) + [
+            dataset, f"shots_{k if shots_dir is None else shots_dir}", sweep.trainer, cfg, f"seed{seed}"]
+        out = os.path.join(*parts)
+        run = Run(protocol, kind, out, root, sweep.trainer, dataset, seed, k, cfg, sweep.config_file(cfg),
+                  opts + extra_opts, model, out_root)
+        return runs.setdefault(out, run)
+
+    for seed in seeds:
+        if protocol == "base2new":
+            for d in datasets:
+                for k in shots:
+                    opts = base_opts + ["DATASET.NUM_SHOTS", str(k)]
+                    if sweep.train:
+                        tr = make("train", "train_base", d, k, seed, opts + ["DATASET.SUBSAMPLE_CLASSES", "base"])
+                        make("eval", "test_new", d, k, seed, opts + ["DATASET.SUBSAMPLE_CLASSES", "new"], tr)
+                    else:
+                        for sub in ("base", "new"):
+                            make("eval", f"test_{sub}", d, k, seed, opts + ["DATASET.SUBSAMPLE_CLASSES", sub])
+        elif protocol == "few_shot":
+            for d in datasets:
+                if not sweep.train:
+                    make("eval", None, d, 0, seed, base_opts, shots_dir=0)
+                    continue
+                for k in shots:
+                    make("train", None, d, k, seed, base_opts + ["DATASET.NUM_SHOTS", str(k)])
+        else:  # cross_dataset / domain_gen: one ImageNet model (kept with the cross-dataset runs) per seed
+            k = shots[0]
+            eval_opts = base_opts + list(settings.eval_opts)
+            if sweep.train:
+                src = make("train", "train_source", XD_SOURCE, k, seed, base_opts + ["DATASET.NUM_SHOTS", str(k)],
+                           folder="cross_dataset")
+                for d in datasets:
+                    make("eval", "test_target", d, k, seed, eval_opts, src)
+            else:
+                for d in [XD_SOURCE] + [d for d in datasets if d != XD_SOURCE]:
+                    make("eval", "test_target", d, k, seed, eval_opts)
+    return list(runs.values())
