@@ -9,8 +9,7 @@ import functools
 import os
 from dataclasses import dataclass, field
 
-import yaml
-
+from .errors import UserError, read_yaml
 from .protocols import FEW_SHOTS, PROTOCOL_SECTION, PROTOCOLS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,7 +17,7 @@ CONFIG_ROOT = os.path.join(REPO, "configs", "trainers")
 METHOD_FILE = "method.yaml"
 
 
-class MethodDataError(ValueError):
+class MethodDataError(UserError, ValueError):
     """A method.yaml that does not follow the schema (raised with the file and the key)."""
 
 
@@ -159,11 +158,7 @@ def _benchmark(d, trainer, sweeps, where):
 
 def parse_method(path):
     folder = os.path.dirname(path)
-    with open(path) as f:
-        try:
-            d = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise MethodDataError(f"{path} is not valid yaml: {str(e).splitlines()[0]}") from e
+    d = read_yaml(path)
     _check_keys(d, _METHOD_KEYS, path)
     trainer = d.get("trainer")
     if trainer != os.path.basename(folder):

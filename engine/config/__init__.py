@@ -6,6 +6,8 @@ import os
 import yaml
 from yacs.config import CfgNode
 
+from meta.errors import read_yaml
+
 from ..utils.tools import UserError
 from .defaults import _C
 
@@ -97,11 +99,7 @@ def peek_yaml_value(path, key):
 def merge_from_file(cfg, path, value_readers=None):
     if not os.path.isfile(path):
         raise UserError(f"config file not found: {path} (expected a yaml file; see configs/)")
-    with open(path) as f:
-        try:
-            incoming = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"{path} is not valid yaml: {str(e).splitlines()[0]}") from e
+    incoming = read_yaml(path)
     _check_tree(cfg, incoming, path)
     _translate_legacy(incoming, path, value_readers or {})
     _run_merge(lambda: cfg.merge_from_other_cfg(CfgNode(incoming)), path)

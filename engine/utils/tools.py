@@ -5,8 +5,7 @@ import numpy as np
 import torch
 
 
-class UserError(Exception):
-    """A problem with the user's input; ``train.py`` prints it as one line instead of a traceback."""
+from meta.errors import UserError  # noqa: F401  (torch-free, shared with the tools)
 
 
 def set_random_seed(seed):
