@@ -218,8 +218,25 @@ class TextEncoder(nn.Module):
         return self(self.embed(tokens), tokens.argmax(dim=-1), **kwargs)
 
 
+def _attention_pool_all(pool, x):
+    """CLIP's ResNet attention pool with every position as a query (PLOT's local features, docs/design/plot.md
+    §3.3): (B, C, H, W) -> (B, HW+1, d). Position 0 is the usual image embedding (its query is the mean token,
+    as in CLIP); positions 1..HW are the projected features of the grid cells in row-major order."""
+    x = x.flatten(2).permute(2, 0, 1)  # (HW, B, C)
+    x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)
+    x = x + pool.positional_embedding[:, None, :].to(x.dtype)
+    x, _ = F.multi_head_attention_forward(
+        query=x, key=x, value=x, embed_dim_to_check=x.shape[-1], num_heads=pool.num_heads,
+        q_proj_weight=pool.q_proj.weight, k_proj_weight=pool.k_proj.weight, v_proj_weight=pool.v_proj.weight,
+        in_proj_weight=None, in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
+        bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0, out_proj_weight=pool.c_proj.weight,
+        out_proj_bias=pool.c_proj.bias, use_separate_proj_weight=True, training=False, need_weights=False)
+    return x.transpose(0, 1)
+
+
 class ImageEncoder(nn.Module):
-    """Frozen CLIP image tower. ViTs support prompt hooks; ResNets run CLIP's own forward."""
+    """Frozen CLIP image tower. ViTs support prompt hooks and output tokens; ResNets give their output tokens
+    too (the attention pool at every grid position), but take no prompts."""
 
     def __init__(self, clip_model):
         super().__init__()
@@ -243,11 +260,25 @@ class ImageEncoder(nn.Module):
     def output_dim(self):
         return self.visual.output_dim
 
+    def resnet_tokens(self, images):
+        """(pooled (B, d), tokens (B, HW+1, d)) of a ResNet tower whose attention pool is CLIP's."""
+        v = self.visual
+        pool = getattr(v, "attnpool", None)
+        if pool is None or not hasattr(pool, "q_proj"):
+            raise ValueError(f"this ResNet image tower ({type(v).__name__}) has no CLIP attention pool, so it "
+                             "gives no local features; use an OpenAI-architecture ResNet CLIP (RN50, RN101, ...)")
+        x = v.stem(images.to(self.dtype))
+        x = v.layer4(v.layer3(v.layer2(v.layer1(x))))
+        tokens = _attention_pool_all(pool, x)
+        return tokens[:, 0], tokens
+
     def forward(self, images, extra_tokens=None, layer_hook=None, return_tokens=False):
         if not self.is_vit:
-            if extra_tokens is not None or layer_hook is not None or return_tokens:
+            if extra_tokens is not None or layer_hook is not None:
                 raise ValueError("visual prompts need a ViT backbone (this CLIP has a ResNet image tower)")
-            return self.visual(images.to(self.dtype))
+            if not return_tokens:
+                return self.visual(images.to(self.dtype))
+            return self.resnet_tokens(images)
         v = self.visual
         x = v.conv1(images.to(self.dtype))
         x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)

@@ -194,3 +194,27 @@ def test_slow_path_is_reported_once(tiny_clip, capsys, monkeypatch):
     tokens[:, 0], tokens[:, 3] = 49406, 49407
     expected = model.encode_text(tokens)  # the blocks' own forward gives CLIP's features
     assert torch.allclose(text.encode_tokens(tokens), expected, atol=1e-5)
+
+
+def test_resnet_output_tokens_are_the_attention_pool_at_every_position(tmp_path):
+    """PLOT's local features: position 0 is CLIP's image embedding, position 1+i the attention pool queried
+    by grid cell i (checked against nn.MultiheadAttention built from the pool's weights)."""
+    from tests.helpers import make_tiny_clip
+
+    model = load_clip("custom", make_tiny_clip(str(tmp_path / "rn.pt"), vit=False, image_size=64), "fp32", "cpu")
+    encoder = ImageEncoder(model)
+    images = torch.randn(2, 3, 64, 64)
+    pooled, tokens = encoder(images, return_tokens=True)
+    assert torch.allclose(pooled, model.visual(images), atol=1e-5)
+    pool = model.visual.attnpool
+    width = pool.q_proj.weight.shape[1]
+    mha = torch.nn.MultiheadAttention(width, pool.num_heads, kdim=width, vdim=width)
+    mha.in_proj_weight = torch.nn.Parameter(torch.cat([pool.q_proj.weight, pool.k_proj.weight, pool.v_proj.weight]))
+    mha.in_proj_bias = torch.nn.Parameter(torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]))
+    mha.out_proj = pool.c_proj
+    trunk = model.visual.layer4(model.visual.layer3(model.visual.layer2(model.visual.layer1(model.visual.stem(images)))))
+    x = trunk.flatten(2).permute(2, 0, 1)
+    x = torch.cat([x.mean(0, keepdim=True), x]) + pool.positional_embedding[:, None]
+    expected = mha(x, x, x, need_weights=False)[0].transpose(0, 1)
+    assert tokens.shape == (2, trunk.shape[2] * trunk.shape[3] + 1, model.visual.output_dim)
+    assert torch.allclose(tokens, expected, atol=1e-5)
