@@ -154,6 +154,10 @@ def run(argv=None):
     try:
         return main(args)
     except UserError as e:
+        log = getattr(sys.stdout, "file", None)  # the run's log.txt, when the logger is set up
+        if log is not None:
+            log.write(f"error: {e}\n")  # a failed run's log ends with its error
+            log.flush()
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

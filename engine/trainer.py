@@ -28,6 +28,10 @@ from .utils.tools import AverageMeter, MetricMeter, UserError
 TRAINER_REGISTRY = Registry("trainer")
 
 
+class NonFiniteLoss(UserError, FloatingPointError):
+    """Training stopped on a NaN/inf loss or gradient; the message says where, why and what to do."""
+
+
 def build_trainer(cfg):
     cls = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     if cfg.VERBOSE:
@@ -178,9 +182,38 @@ class TrainerBase:
             if self._scheds[name] is not None:
                 self._scheds[name].step()
 
-    def detect_anomaly(self, loss):
+    def detect_anomaly(self, loss, what="loss"):
         if not torch.isfinite(loss).all():
-            raise FloatingPointError("Loss is infinite or NaN!")
+            raise NonFiniteLoss(self.nonfinite_message(what))
+
+    def nonfinite_message(self, what):
+        """One line: where it happened, the precision, the likely cause, and what is kept to resume from."""
+        where = f"epoch {getattr(self, 'epoch', 0) + 1}, batch {getattr(self, 'batch_idx', 0) + 1}"
+        kept = self.last_checkpoint()
+        kept = (f"the last complete checkpoint {kept} is kept; rerun with the fix and the same --output-dir to "
+                "resume from it" if kept else "no epoch had completed, so a rerun with the fix starts over")
+        return (f"{what} became NaN or inf at {where} (PREC {getattr(self, 'prec', 'fp32')}): "
+                f"{self.nonfinite_hint()}; {kept}")
+
+    def nonfinite_hint(self):
+        """Hook: the likely cause of a NaN/inf loss and its fix (trainers with known causes override it)."""
+        if getattr(self, "prec", "fp32") == "fp16":
+            return "fp16 overflow or underflow in the loss or its gradients is the usual cause; use PREC amp or fp32"
+        return "a too high learning rate or a bad input is the usual cause; lower OPTIM.LR or check the data"
+
+    def last_checkpoint(self):
+        """The file the first registered model's ``checkpoint`` pointer names in the output folder, or None."""
+        names = self.get_model_names()
+        directory = getattr(self, "output_dir", "")
+        if not names or not directory:
+            return None
+        pointer = os.path.join(directory, names[0], "checkpoint")
+        try:
+            with open(pointer) as f:
+                path = os.path.join(directory, names[0], f.readline().strip())
+        except OSError:
+            return None
+        return path if os.path.isfile(path) else None
 
     def init_writer(self, log_dir):
         if self.__dict__.get("_writer") is None:
@@ -244,9 +277,17 @@ class TrainerBase:
                 self._optims[name].zero_grad()
 
     def model_backward(self, loss):
-        """NaN/inf check, then backward of the (loss-scaled, under fp16 autocast) loss."""
+        """NaN/inf check, backward of the (loss-scaled, under fp16 autocast) loss, NaN/inf check of the
+        gradients (under the loss scaler, an overflow skips the step instead: see ``model_update``)."""
         self.detect_anomaly(loss)
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            return
+        loss.backward()
+        grads = [p.grad for name in self.get_model_names() if self._optims[name] is not None
+                 for group in self._optims[name].param_groups for p in group["params"] if p.grad is not None]
+        if grads and not bool(torch.stack([g.isfinite().all() for g in grads]).all()):  # one host read a step
+            raise NonFiniteLoss(self.nonfinite_message("a gradient"))
 
     def adjust_gradients(self):
         """Hook between backward and the optimizer step: gradient surgery (ProGrad). The gradients are

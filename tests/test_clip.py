@@ -104,10 +104,16 @@ def test_not_a_clip_file(tmp_path):
         load_clip("custom", str(tmp_path / "missing.pt"), "fp32")
 
 
-def test_fp16_on_cpu_falls_back_with_a_warning(tiny_clip):
-    with pytest.warns(UserWarning, match="fp16 is not supported on CPU"):
-        model = load_clip("custom", tiny_clip, "fp16")
-    assert model.visual.conv1.weight.dtype == torch.float32
+def test_fp16_runs_in_fp16_on_a_cpu_too(tiny_clip):
+    """PREC fp16 is OpenAI's mixed storage on every device (no silent change of precision)."""
+    model = load_clip("custom", tiny_clip, "fp16", "cpu")
+    assert model.visual.conv1.weight.dtype == torch.float16 and model.text_projection.dtype == torch.float16
+    assert model.ln_final.weight.dtype == torch.float32
+    tokens = tokenize(["a photo of a dog."])
+    features = TextEncoder(model).encode_tokens(tokens)
+    assert features.dtype == torch.float16 and torch.isfinite(features).all()
+    reference = TextEncoder(load_clip("custom", tiny_clip, "fp32", "cpu")).encode_tokens(tokens)
+    assert torch.allclose(features.float(), reference, atol=5e-3 * reference.abs().max())
 
 
 def test_fp16_mixed_storage_matches_openai_layout(tiny_clip):

@@ -192,7 +192,7 @@ def test_official_checkpoint_names_load(caltech_root, tiny_clip, tmp_path):
 
 @pytest.mark.parametrize("prec", ["amp", "fp16"])
 def test_other_precisions_run(caltech_root, tiny_clip, tmp_path, prec):
-    """fp16 falls back to fp32 on a CPU; amp autocasts (upstream: both crash)."""
+    """fp16 (fp16 on a CPU too) and amp (autocast) train and evaluate (upstream: both crash)."""
     out = str(tmp_path / prec)
     run_train(_args(caltech_root, tiny_clip, out, "TRAINER.COOP.PREC", prec))
     assert torch.isfinite(saved_logits(out)["logits"]).all()

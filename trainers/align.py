@@ -303,6 +303,12 @@ class ALIGN(PromptTrainer):
             print(f"Note: TRAINER.MMP.VISION_PROMPT_DEPTH ({c.VISION_PROMPT_DEPTH}) is ignored, as officially: "
                   f"visual prompts go as deep as TEXT_PROMPT_DEPTH ({c.TEXT_PROMPT_DEPTH})")
 
+    def nonfinite_hint(self):
+        if self.prec == "fp16" and not self.trainer_cfg.OT_FP32:
+            return ("ALIGN's fp16 transport kernels exp(-cost/eps) underflow, as in the official fp16 code "
+                    "(docs/design/align.md Q10, Q12): set TRAINER.MMP.OT_FP32 True (or PREC amp)")
+        return super().nonfinite_hint()
+
     def build_model(self):
         cfg = self.trainer_cfg
         clip_model = self.load_clip()
