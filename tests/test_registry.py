@@ -65,6 +65,9 @@ def _build(trainer, mode, root, out):
 def test_demo_config_trains_and_evaluates(trainer, mode, demo_root, tmp_path, one_torch_thread):
     built = _build(trainer, mode, demo_root, str(tmp_path / "run"))
     model = built.model
+    # the storage each mode promises: fp16 = OpenAI's fp16 weights, fp32/amp = fp32 (amp: fp32 master prompts)
+    expected = torch.float16 if built.clip_precision == "fp16" else torch.float32
+    assert model.image_encoder.dtype == expected and model.text_encoder.dtype == expected
     frozen = frozen_state(model)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if built.get_model_names():  # something to train

@@ -44,10 +44,15 @@ class PromptTrainer(TrainerX):
         if prec not in PRECISIONS:
             raise UserError(f"TRAINER.{self.config_node}.PREC must be one of {', '.join(PRECISIONS)}, got {prec!r}")
 
-    def load_clip(self, precision=None):
+    @property
+    def clip_precision(self):
+        """How CLIP is stored for this run: the trainer's PREC (VPT keeps CLIP fp32 in fp16 mode, as upstream)."""
+        return self.prec
+
+    def load_clip(self):
         backbone = self.cfg.MODEL.BACKBONE
         print(f"Loading CLIP (backbone: {backbone.NAME})")
-        clip_model = load_clip(backbone.NAME, backbone.PATH, precision or self.prec, self.device)
+        clip_model = load_clip(backbone.NAME, backbone.PATH, self.clip_precision, self.device)
         resolution = clip_model.visual.image_size
         resolution = resolution[0] if isinstance(resolution, (tuple, list)) else resolution
         if self.cfg.INPUT.SIZE[0] != resolution:

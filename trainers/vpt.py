@@ -28,9 +28,13 @@ class VPT(PromptTrainer):
     config_defaults = {"N_CTX_VISION": 2, "CTX_INIT": "a photo of a", "PREC": "fp16", "PROMPT_DEPTH_VISION": 1,
                        "FP16_PROMPT_ROUNDING": True}
 
+    @property
+    def clip_precision(self):
+        return "amp" if self.prec == "amp" else "fp32"  # upstream builds VPT's CLIP in fp32 whatever PREC says
+
     def build_model(self):
         cfg = self.trainer_cfg
-        clip_model = self.load_clip(precision="amp" if self.prec == "amp" else "fp32")
+        clip_model = self.load_clip()
         require_vit(clip_model, "VPT")
         check_depth("TRAINER.VPT.PROMPT_DEPTH_VISION", cfg.PROMPT_DEPTH_VISION,
                     len(clip_model.visual.transformer.resblocks))
