@@ -1,5 +1,8 @@
 """CLIP as an image classifier whose class embeddings come from (learned) prompts, and the pieces the
 prompt methods share around it: hand-written-template text features and the consistency term."""
+import contextlib
+import copy
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -13,14 +16,24 @@ def normalize(x):
 
 
 @torch.no_grad()
-def template_text_features(text_encoder, classnames, templates):
-    """Frozen CLIP's class features from hand-written templates ("a photo of a {}."): per template the
-    normalised features, averaged over the templates (one template: just normalised; docs/design/baselines.md §2).
-    ``_`` in class names is read as a space. Used by zero-shot CLIP, VPT, KgCoOp and SEP."""
+def template_text_features(text_encoder, classnames, templates, normalize_each=True, fp32=False):
+    """Frozen CLIP's class features from hand-written templates ("a photo of a {}."), averaged over the
+    templates: of the normalised per-template features (CLIP's ensemble; one template: just normalised;
+    docs/design/baselines.md §2), or with ``normalize_each=False`` of the raw ones (PromptSRC's, not
+    normalised: docs/design/promptsrc.md §4.1). ``fp32``: computed in fp32 from the encoder's weights (an fp16
+    encoder is upcast on a copy, as PromptSRC's fp32 copy of the fp16-rounded CLIP). ``_`` in class names
+    is read as a space. Used by zero-shot CLIP, VPT, KgCoOp, SEP, TCP and PromptSRC."""
+    encoder = copy.deepcopy(text_encoder).float() if fp32 and text_encoder.dtype != torch.float32 else text_encoder
     names = [c.replace("_", " ") for c in classnames]
-    device = text_encoder.positional_embedding.device
-    per_template = [normalize(text_encoder.encode_tokens(tokenize([t.format(c) for c in names]).to(device)))
-                    for t in templates]
+    device = encoder.positional_embedding.device
+    per_template = []
+    with torch.autocast(device_type=device.type, enabled=False) if fp32 else contextlib.nullcontext():
+        for template in templates:
+            tokens = tokenize([template.format(c) for c in names], encoder.context_length).to(device)
+            eot = tokens.argmax(dim=-1)
+            features = encoder(encoder.embed(tokens), eot, length=int(eot.max()) + 1)
+            features = features.float() if fp32 else features
+            per_template.append(normalize(features) if normalize_each else features)
     return torch.stack(per_template).mean(0)
 
 

@@ -139,7 +139,10 @@ def test_zero_shot_and_ensemble(caltech_root, tiny_clip, tmp_path):
     with torch.no_grad():
         names = ["accordion", "airplane", "anchor", "ant", "barrel", "bass"]
         ref = normalize(trainer.model.text_encoder.encode_tokens(tokenize([f"a photo of a {n}." for n in names])))
-        assert torch.allclose(trainer.model.class_embeddings(), ref, atol=1e-6)
+        # the official zero-shot trainer runs CLIP in fp16 (here too): equal within fp16 rounding of the
+        # truncated encoding (MODEL.TEXT_TRUNCATE)
+        assert ref.dtype == torch.float16
+        assert torch.allclose(trainer.model.class_embeddings().float(), ref.float(), atol=2e-3)
     trainer2 = run_train(with_flags(coop_args(caltech_root, tiny_clip, str(tmp_path / "zs2"),
                                                trainer="ZeroshotCLIP2", config=None), "--eval-only"))
     trainer3 = run_train(with_flags(coop_args(caltech_root, tiny_clip, str(tmp_path / "zs3"),
