@@ -143,6 +143,8 @@ def build_parser():
     parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only")
     parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("--device", type=str, default="", help="accepted for PLOT++'s official command lines and "
+                        "ignored: the device is CUDA when available and USE_CUDA is True, else the CPU")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
                         help="modify config options using the command-line (KEY VALUE pairs)")
     return parser

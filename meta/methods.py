@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import UserError, read_yaml
-from .protocols import FEW_SHOTS, PROTOCOL_SECTION, PROTOCOLS
+from .protocols import DEFAULT_SHOTS, FEW_SHOTS, PROTOCOL_SECTION, PROTOCOLS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_ROOT = os.path.join(REPO, "configs", "trainers")
@@ -40,6 +40,23 @@ class ProtocolSettings:
         return {self.cfg, *self.cfg_by_dataset.values(), *self.cfg_by_shots.values()}
 
 
+PREVIOUS_STAGE = "{previous}"  # in a stage's option values: the previous stage's run folder
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training run of a chain (``stages`` of a sweep): every training of the protocols is the chain of
+    its stages, run in order, each starting after the previous one is done."""
+
+    name: str
+    cfg: str = None        # a yaml of the sweep's folder (default: the protocol's); its stem names the stage's
+                           # folder and, through labels_by_config, its rows in the results tables
+    seeds: tuple = None    # the seeds this stage runs for (default: all); a seed not listed continues from the
+                           # stage run of the first listed seed (PLOT++: stage 1 only for seed 1)
+    opts: tuple = ()       # KEY VALUE for this stage's training runs; "{previous}" = the previous stage's folder
+    eval_opts: tuple = ()  # last stage: KEY VALUE the evaluations of its models add
+
+
 @dataclass(frozen=True)
 class Sweep:
     """A sweepable setting of a method (``tools/sweep.py PROTOCOL <key>``; scripts/<key>/ when ``scripts``)."""
@@ -52,15 +69,18 @@ class Sweep:
     scripts: bool
     protocols: dict  # section (base2new / few_shot / transfer) -> ProtocolSettings
     aliases: tuple = ()
+    stages: tuple = ()  # Stage per training run of a chain; () = one training run per (dataset, shots, seed)
 
     def settings(self, protocol):
         return self.protocols[PROTOCOL_SECTION[protocol]]
 
     def default_shots(self, protocol):
-        if protocol != "few_shot":
-            return [16]
+        """The protocol's ``shots`` when the method data sets them (ProGrad's base-to-new: 4), else 1 2 4 8 16
+        for few-shot and 16 otherwise."""
         shots = self.settings(protocol).shots
-        return list(shots if shots is not None else FEW_SHOTS)
+        if shots is not None:
+            return list(shots)
+        return list(FEW_SHOTS) if protocol == "few_shot" else [DEFAULT_SHOTS]
 
     def config_file(self, cfg):
         """Path of a config of this sweep, relative to the repository."""
@@ -101,7 +121,8 @@ class Method:
         return label + "-paper" if (cfg or "").endswith("_paper") else label
 
 
-_SWEEP_KEYS = {"config_dir", "train", "seeds", "scripts", "aliases", *PROTOCOL_SECTION.values()}
+_SWEEP_KEYS = {"config_dir", "train", "seeds", "scripts", "aliases", "stages", *PROTOCOL_SECTION.values()}
+_STAGE_KEYS = {"name", "cfg", "seeds", "opts", "eval_opts"}
 _METHOD_KEYS = {"trainer", "label", "title", "order", "official", "demo", "aliases", "labels_by_config",
                 "precisions", "benchmark", "sweeps"}
 _BENCHMARK_KEYS = {"protocol", "config", "opts", "upstream_opts"}
@@ -133,6 +154,41 @@ def _settings(d, where):
                             opts=_strs(d.get("opts"), where + ".opts"),
                             eval_opts=_strs(d.get("eval_opts"), where + ".eval_opts"),
                             shots=tuple(int(s) for s in d["shots"]) if d.get("shots") else None)
+
+
+def _stages(items, seeds, where):
+    """The ``stages`` list of a sweep: names unique, one folder (config) per stage, ``{previous}`` only after the
+    first stage, stage seeds among the sweep's."""
+    if items is None:
+        return ()
+    if not isinstance(items, list) or not items:
+        raise MethodDataError(f"{where}: a non-empty list of stages (each with a 'name')")
+    stages = []
+    for i, d in enumerate(items):
+        w = f"{where}[{i}]"
+        if not isinstance(d, dict):
+            raise MethodDataError(f"{w}: a mapping with 'name' and optionally cfg, seeds, opts, eval_opts")
+        _check_keys(d, _STAGE_KEYS, w)
+        if not d.get("name"):
+            raise MethodDataError(f"{w}: 'name' is required")
+        stage_seeds = tuple(int(s) for s in d["seeds"]) if d.get("seeds") is not None else None
+        if stage_seeds is not None and (not stage_seeds or not set(stage_seeds) <= set(seeds)):
+            raise MethodDataError(f"{w}.seeds: a non-empty subset of the sweep's seeds {list(seeds)}")
+        opts = _strs(d.get("opts"), w + ".opts")
+        if i == 0 and any(PREVIOUS_STAGE in o for o in opts):
+            raise MethodDataError(f"{w}.opts: the first stage has no previous stage for {PREVIOUS_STAGE}")
+        eval_opts = _strs(d.get("eval_opts"), w + ".eval_opts")
+        if eval_opts and i != len(items) - 1:
+            raise MethodDataError(f"{w}.eval_opts: only the last stage's models are evaluated")
+        stages.append(Stage(name=str(d["name"]), cfg=d.get("cfg"), seeds=stage_seeds, opts=opts, eval_opts=eval_opts))
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise MethodDataError(f"{where}: stage names must differ, got {names}")
+    cfgs = [s.cfg for s in stages]
+    if len(set(cfgs)) != len(cfgs):
+        raise MethodDataError(f"{where}: each stage needs its own config (cfg; at most one stage may use the "
+                              f"protocol's): its stem names the stage's run folders and table rows, got {cfgs}")
+    return tuple(stages)
 
 
 def _benchmark(d, trainer, sweeps, where):
@@ -171,10 +227,15 @@ def parse_method(path):
         missing = [p for p in PROTOCOL_SECTION.values() if p not in s]
         if missing:
             raise MethodDataError(f"{where}: protocol settings missing for {', '.join(missing)}")
-        sweeps[key] = Sweep(key=key, trainer=trainer, config_dir=s.get("config_dir", trainer),
-                            train=bool(s.get("train", True)), seeds=tuple(s.get("seeds", (1, 2, 3))),
-                            scripts=bool(s.get("scripts", True)), aliases=tuple(s.get("aliases") or ()),
-                            protocols={p: _settings(s[p], f"{where}.{p}") for p in PROTOCOL_SECTION.values()})
+        seeds = tuple(s.get("seeds", (1, 2, 3)))
+        train = bool(s.get("train", True))
+        stages = _stages(s.get("stages"), seeds, f"{where}.stages")
+        if stages and not train:
+            raise MethodDataError(f"{where}: 'stages' chain training runs; this sweep has train: false")
+        sweeps[key] = Sweep(key=key, trainer=trainer, config_dir=s.get("config_dir", trainer), train=train,
+                            seeds=seeds, scripts=bool(s.get("scripts", True)), aliases=tuple(s.get("aliases") or ()),
+                            protocols={p: _settings(s[p], f"{where}.{p}") for p in PROTOCOL_SECTION.values()},
+                            stages=stages)
     for key in ("label", "order", "official", "demo"):
         if d.get(key) is None:
             raise MethodDataError(f"{path}: '{key}' is required")
@@ -262,5 +323,6 @@ def table_order():
     return order
 
 
-__all__ = ["Method", "Sweep", "ProtocolSettings", "BenchmarkSettings", "MethodDataError", "all_methods", "method_of",
+__all__ = ["Method", "Sweep", "Stage", "PREVIOUS_STAGE",
+           "ProtocolSettings", "BenchmarkSettings", "MethodDataError", "all_methods", "method_of",
            "known_trainers", "all_sweeps", "sweep_aliases", "label_for", "table_order", "PROTOCOLS"]

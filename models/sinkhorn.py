@@ -19,6 +19,8 @@ called with its settings, and generalises it:
   through the iterations.
 * Host syncs: whether all groups have stopped is read back only every ``sync_every`` iterations (the
   official loop reads its delta every iteration); the plans are the same.
+* Diagnostics (``TEST.OT_DIAGNOSTICS`` of the OT trainers): ``plan_entropy_ratio`` (1 = uniform plan) and
+  ``OTDiagnostics``, which accumulates it and the iteration counts (``return_iterations=True``) per evaluation.
 """
 import torch
 
@@ -151,3 +153,69 @@ def _log_sinkhorn(cost, row_marginal, col_marginal, eps, max_iter, threshold, st
     plan = torch.exp(f.unsqueeze(-1) + log_kernel + g.unsqueeze(-2))
     kernel = torch.exp(log_kernel)
     return _fallback(plan, kernel, groups, nan_to_kernel), groups.iterations
+
+
+# ----- diagnostics (TEST.OT_DIAGNOSTICS): how far the plans are from uniform, how long the solver ran -----
+def plan_entropy_ratio(plan, row_mask=None, col_mask=None):
+    """Entropy of each plan (*batch, a, c), normalised to mass 1, over the entropy of the uniform plan on the
+    same entries (log of their count; masked rows/columns do not count): 1 = uniform, 0 = all mass on one entry.
+    A problem with a single entry counts as uniform (1). Returns (*batch,) in at least fp32."""
+    p = plan.detach()
+    p = p if p.dtype == torch.float64 else p.float()
+    mass = p.sum(dim=(-2, -1), keepdim=True)
+    q = p / mass
+    entropy = -torch.xlogy(q, q).sum(dim=(-2, -1))
+    *batch, a, c = p.shape
+    rows = torch.full((), float(a), dtype=p.dtype, device=p.device)
+    cols = torch.full((), float(c), dtype=p.dtype, device=p.device)
+    if row_mask is not None:
+        rows = torch.as_tensor(row_mask, device=p.device).to(p.dtype).sum(-1)
+    if col_mask is not None:
+        cols = torch.as_tensor(col_mask, device=p.device).to(p.dtype).sum(-1)
+    count = (rows * cols).expand(batch) if batch else rows * cols
+    uniform = torch.log(count)
+    return torch.where(count > 1, entropy / uniform.clamp(min=torch.finfo(p.dtype).tiny), torch.ones_like(entropy))
+
+
+class OTDiagnostics:
+    """Per evaluation, per named OT level ("prompt level", "token level"): the mean plan entropy ratio
+    (``plan_entropy_ratio``; 1 = uniform) and the Sinkhorn iterations per stopping group (mean, max).
+
+    ``record`` only adds to tensors on the plans' device (no host sync); ``summary`` reads them back once."""
+
+    def __init__(self):
+        self._levels = {}
+
+    def record(self, level, plan, iterations, row_mask=None, col_mask=None):
+        with torch.no_grad():
+            ratio = plan_entropy_ratio(plan, row_mask, col_mask)
+            its = torch.as_tensor(iterations, device=ratio.device).double()
+            s = self._levels.get(level)
+            if s is None:
+                zero = torch.zeros((), dtype=torch.float64, device=ratio.device)
+                s = self._levels[level] = {"ratio": zero, "problems": 0, "iterations": zero.clone(), "groups": 0,
+                                           "max_iterations": zero.clone(), "calls": 0}
+            s["ratio"] = s["ratio"] + ratio.double().sum()
+            s["problems"] += ratio.numel()
+            s["iterations"] = s["iterations"] + its.sum()
+            s["groups"] += its.numel()
+            s["max_iterations"] = torch.maximum(s["max_iterations"], its.max() if its.numel() else s["max_iterations"])
+            s["calls"] += 1
+
+    def summary(self):
+        """{level: {"entropy_ratio", "iterations", "max_iterations", "plans", "groups", "calls"}}."""
+        out = {}
+        for level, s in self._levels.items():
+            out[level] = {"entropy_ratio": float(s["ratio"]) / max(1, s["problems"]),
+                          "iterations": float(s["iterations"]) / max(1, s["groups"]),
+                          "max_iterations": int(s["max_iterations"]), "plans": s["problems"], "groups": s["groups"],
+                          "calls": s["calls"]}
+        return out
+
+    def report(self, summary=None):
+        """One log line per level (of ``summary``, by default read now)."""
+        summary = self.summary() if summary is None else summary
+        return [f"OT diagnostics ({level}): mean plan entropy / uniform {v['entropy_ratio']:.4f} over {v['plans']:,} "
+                f"plans (1 = uniform); Sinkhorn iterations per stopping group: mean {v['iterations']:.1f}, max "
+                f"{v['max_iterations']} ({v['groups']:,} groups in {v['calls']:,} calls)"
+                for level, v in summary.items()]

@@ -398,3 +398,100 @@ def test_plots_are_written(tmp_path):
     series, _ = plot_results.few_shot_series(pr.collect(str(root)))
     assert series["CLIP"]["average"] == {0: (45.0, 0.0)}
     assert series["CoOp"]["average"][16][0] == pytest.approx(45 + 12 + 1.5)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Chains of training stages (sweep data ``stages``; PLOT++'s two stages)
+# ----------------------------------------------------------------------------------------------------
+
+def test_stage_chains_are_planned_in_order_and_find_the_previous_stage():
+    runs = plan("few_shot", "plotpp", ["caltech101"], [1, 2, 3], [1, 16], "/o", "/d")
+    first = [r for r in runs if r.stage == "visiononly"]
+    second = [r for r in runs if r.stage == "joint"]
+    assert [r.out for r in first] == [f"/o/few_shot/caltech101/shots_{k}/PLOTPP/vit_visiononly/seed1" for k in (1, 16)]
+    assert len(second) == 6 and len(runs) == 8  # stage 1 for seed 1 only, stage 2 for every seed
+    for r in second:
+        assert r.out == f"/o/few_shot/caltech101/shots_{r.shots}/PLOTPP/vit/seed{r.seed}"
+        assert r.previous is r.depends_on and r.previous.shots == r.shots and r.previous.seed == 1
+        assert runs.index(r.previous) < runs.index(r)
+        argv = r.argv()
+        assert argv[argv.index("TRAINER.PLOTPP.PRETRAIN_DIR") + 1] == r.previous.out
+        assert argv[argv.index("TRAINER.PLOTPP.MODEL_UPD") + 1] == "joint" and "--config-file" in argv
+    for r in first:
+        assert r.previous is None and "TRAINER.PLOTPP.PRETRAIN_DIR" not in r.opts
+        assert r.config_file == "configs/trainers/PLOTPP/vit_visiononly.yaml"
+        assert r.opts[r.opts.index("TRAINER.PLOTPP.MODEL_UPD") + 1] == "vision"
+    # evaluations load the last stage's model, with the last stage's eval_opts (not its PRETRAIN_DIR)
+    b2n = plan("base2new", "plotpp", ["dtd"], [1, 2], [16], "/o", "/d")
+    assert [(r.kind, r.stage, r.seed) for r in b2n] == [("train", "visiononly", 1), ("train", "joint", 1),
+                                                         ("eval", "", 1), ("train", "joint", 2), ("eval", "", 2)]
+    for ev in (r for r in b2n if r.kind == "eval"):
+        assert ev.model.stage == "joint" and ev.argv()[ev.argv().index("--model-dir") + 1] == ev.model.out
+        assert "TRAINER.PLOTPP.PRETRAIN_DIR" not in ev.opts and ev.opts[-2:] == ["DATASET.SUBSAMPLE_CLASSES", "new"]
+        assert ev.opts[ev.opts.index("TRAINER.PLOTPP.TRADE_OFF") + 1] == "False"
+    xd = plan("cross_dataset", "plotpp", ["dtd"], [1], [16], "/o", "/d")
+    assert [r.out.split("/o/")[1] for r in xd] == [
+        "cross_dataset/train_source/imagenet/shots_16/PLOTPP/vit_visiononly/seed1",
+        "cross_dataset/train_source/imagenet/shots_16/PLOTPP/vit/seed1",
+        "cross_dataset/test_target/dtd/shots_16/PLOTPP/vit/seed1"]
+    # the stage-1 runs are their own rows in the results tables
+    from meta.methods import label_for
+
+    assert label_for("PLOTPP", "vit_visiononly") == "PLOT++ (stage 1)" and label_for("PLOTPP", "vit") == "PLOT++"
+    # SLURM: a shot count's whole chain (stage 1 and every seed's stage 2) is one job, in dependency order
+    from tools.sweeps.slurm import chains
+
+    groups = chains(plan("few_shot", "plotpp", ["caltech101"], [1, 2, 3], [1, 16], "/o", "/d"))
+    chain = [("visiononly", 1)] + [("joint", s) for s in (1, 2, 3)]
+    assert [[(r.stage, r.seed) for r in g] for g in groups] == [chain, chain]
+    header = " ".join(line[2:] for line in expected_scripts()[os.path.join("plotpp", "base2new.sh")].splitlines()[1:9])
+    assert "chain of 2 stages, run in order: visiononly (config vit_visiononly; seed 1 only" in header
+    assert "TRAINER.PLOTPP.PRETRAIN_DIR <previous stage's folder>" in header
+    assert "evaluations load the last stage's model" in header
+
+
+def test_queue_runs_stage_chains_in_order(tmp_path, monkeypatch):
+    code, out, calls = fake_sweep(tmp_path, monkeypatch, "caltech101", "--seeds", "1 2", "--shots", "4", "--jobs", "3",
+                                  protocol="few_shot", method="plotpp")
+    assert code == 0, out
+    by_out = {c["out"]: c for c in calls}
+    root = tmp_path / "out" / "few_shot" / "caltech101" / "shots_4" / "PLOTPP"
+    stage1 = by_out[str(root / "vit_visiononly" / "seed1")]
+    for seed in (1, 2):
+        stage2 = str(root / "vit" / f"seed{seed}")
+        assert by_out[stage2]["start"] >= stage1["end"]  # after the stage it continues
+        cmd = json.load(open(os.path.join(stage2, "sweep.json")))["command"]
+        assert cmd[cmd.index("TRAINER.PLOTPP.PRETRAIN_DIR") + 1] == str(root / "vit_visiononly" / "seed1")
+        record = json.load(open(os.path.join(stage2, "sweep.json")))
+        assert record["previous_stage"] == str(root / "vit_visiononly" / "seed1")
+    assert len(calls) == 3
+    # a failed first stage blocks the later ones
+    monkeypatch.setenv("FAKE_FAIL", "dtd")
+    code, out, calls = fake_sweep(tmp_path, monkeypatch, "dtd", "--seeds", "1 2", "--shots", "4", protocol="few_shot",
+                                  method="plotpp")
+    blocked = "blocked few_shot/dtd/shots_4/PLOTPP/vit/seed2 (needs few_shot/dtd/shots_4/PLOTPP/vit_visiononly/seed1)"
+    assert code == 1 and blocked in out
+    assert len([c for c in calls if "/dtd/" in c["out"]]) == 1
+
+
+def test_stage_data_is_checked(tmp_path):
+    from meta.methods import MethodDataError, parse_method
+
+    def method(stages):
+        folder = tmp_path / "Foo"
+        folder.mkdir(exist_ok=True)
+        settings = "{cfg: a, source: test}"
+        (folder / "method.yaml").write_text(
+            f"trainer: Foo\nlabel: Foo\norder: 1\nofficial: none\ndemo: demo.yaml\nsweeps:\n  foo:\n"
+            f"    stages: {stages}\n    base2new: {settings}\n    few_shot: {settings}\n    transfer: {settings}\n")
+        return parse_method(str(folder / "method.yaml"))
+
+    good = method("[{name: one, cfg: b, seeds: [1]}, {name: two, opts: [K, '{previous}'], eval_opts: [E, '1']}]")
+    assert [s.name for s in good.sweeps["foo"].stages] == ["one", "two"]
+    for bad, text in (("[{name: one}, {name: two}]", "its own config"),
+                      ("[{name: one, cfg: b, opts: [K, '{previous}']}, {name: two}]", "no previous stage"),
+                      ("[{name: one, cfg: b, seeds: [4]}, {name: two}]", "subset of the sweep's seeds"),
+                      ("[{name: one, cfg: b, eval_opts: [E, '1']}, {name: two}]", "only the last stage"),
+                      ("[{name: one, cfg: b, cfgs: x}, {name: two}]", "unknown key")):
+        with pytest.raises(MethodDataError, match=text):
+            method(bad)

@@ -1,2 +1,2 @@
 """One module per method; importing this package registers every trainer."""
-from . import align, cocoop, coop, ivlp, kgcoop, maple, promptsrc, sep, tcp, vpt, zsclip  # noqa: F401
+from . import align, cocoop, coop, ivlp, kgcoop, maple, plot, prograd, promptsrc, sep, tcp, vpt, zsclip  # noqa: F401

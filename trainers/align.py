@@ -28,7 +28,7 @@ from models.prompted_clip import PromptedCLIP, normalize
 from models.prompts import common_prefix_length, embed_class_prompts, normal_prompt
 from models.sinkhorn import sinkhorn
 
-from .base import PromptTrainer
+from .base import OTDiagnosticsHooks, PromptTrainer
 
 TOKEN_TERMS = ("similarity", "distance")
 
@@ -124,6 +124,7 @@ class ALIGNCLIP(PromptedCLIP):
         self.cfg = cfg
         self.prompt_learner = ALIGNPromptLearner(cfg, classnames, self.text_encoder, self.image_encoder.width)
         self.n_sets = cfg.TEXT_PROMPT_NUMBER
+        self.ot_diagnostics = None  # TEST.OT_DIAGNOSTICS: set by OTDiagnosticsHooks during an evaluation
 
     # ----- encoders -----
     def text_side(self):
@@ -184,11 +185,14 @@ class ALIGNCLIP(PromptedCLIP):
         plan = self.solve(cost.reshape(b * k, m, n), 1.0 / m, 1.0 / n, stop_group_dims=1).view(b, k, m, n)
         return self.logit_scale.exp() * (plan * sim).sum(dim=(2, 3))
 
-    def solve(self, cost, row_marginal, col_marginal, **kwargs):
+    def solve(self, cost, row_marginal, col_marginal, level="prompt level", **kwargs):
         cfg = self.cfg
-        return sinkhorn(cost, row_marginal, col_marginal, cfg.EPS, max_iter=cfg.OT_MAX_ITER,
-                        threshold=cfg.OT_THRESHOLD, log_domain=cfg.OT_LOG_DOMAIN, grad=False,
-                        sync_every=cfg.OT_SYNC_EVERY, **kwargs)
+        plan, iterations = sinkhorn(cost, row_marginal, col_marginal, cfg.EPS, max_iter=cfg.OT_MAX_ITER,
+                                    threshold=cfg.OT_THRESHOLD, log_domain=cfg.OT_LOG_DOMAIN, grad=False,
+                                    sync_every=cfg.OT_SYNC_EVERY, return_iterations=True, **kwargs)
+        if self.ot_diagnostics is not None:
+            self.ot_diagnostics.record(level, plan, iterations, kwargs.get("row_mask"), kwargs.get("col_mask"))
+        return plan
 
     def _blocks(self, n_images, n_classes, per_pair):
         """(image slice, class slice) blocks holding at most TOKEN_OT_CHUNK similarity entries (>= one pair)."""
@@ -216,7 +220,7 @@ class ALIGNCLIP(PromptedCLIP):
         for bs, ks in self._blocks(b, k, m * n * j * length):
             s = torch.einsum("bmjd,knld->bkmnjl", visual[bs], text_tokens[ks])
             s = s.reshape(s.shape[0], s.shape[1], m * n, j, length)
-            plan = self.solve(1.0 - s, 1.0 / j, col_marginal[ks, None, :], stop_group_dims=1,
+            plan = self.solve(1.0 - s, 1.0 / j, col_marginal[ks, None, :], level="token level", stop_group_dims=1,
                               col_mask=mask[ks, None, :])
             tau[bs, ks] = (plan * s).sum(dim=(-2, -1)).view(s.shape[0], s.shape[1], m, n)
         return tau
@@ -261,7 +265,7 @@ def _ct_costs(cost, dis, col_mask=None):
 
 
 @TRAINER_REGISTRY.register()
-class ALIGN(PromptTrainer):
+class ALIGN(OTDiagnosticsHooks, PromptTrainer):
     config_node = "MMP"  # the official node name, so official yamls and command lines work (docs/design/align.md §5)
     config_defaults = {
         # official keys and defaults (docs/design/align.md §5.1), except USECT (official True crashes: Q9)

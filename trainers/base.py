@@ -9,6 +9,7 @@ from engine.optim import build_lr_scheduler, build_optimizer
 from engine.utils.tools import UserError
 from models import load_clip
 from models.clip import PRECISIONS
+from models.sinkhorn import OTDiagnostics
 
 
 class PromptTrainer(TrainerX):
@@ -98,3 +99,28 @@ class PromptTrainer(TrainerX):
     def after_test(self, split):
         if hasattr(self.model, "clear_text_cache"):
             self.model.clear_text_cache()
+
+
+class OTDiagnosticsHooks:
+    """``TEST.OT_DIAGNOSTICS True`` (every OT trainer: PLOT, PLOTPP, ALIGN): each evaluation logs the mean
+    entropy of the transport plans relative to the uniform plan (1 = uniform: the OT then equals a mean) and
+    the Sinkhorn iterations per stopping group, per OT level (models/sinkhorn.py ``OTDiagnostics``); the
+    model records into ``model.ot_diagnostics`` while it is set."""
+
+    def before_test(self, split):
+        self.model.ot_diagnostics = OTDiagnostics() if self.cfg.TEST.OT_DIAGNOSTICS else None
+        super().before_test(split)
+
+    def after_test(self, split):
+        super().after_test(split)
+        diagnostics, self.model.ot_diagnostics = getattr(self.model, "ot_diagnostics", None), None
+        if diagnostics is None:
+            return
+        summary = diagnostics.summary()
+        for line in diagnostics.report(summary):
+            print(f"[{split}] {line}")
+        for level, values in summary.items():
+            tag = level.replace(" ", "_")
+            self.write_scalar(f"{split}/ot_entropy_ratio_{tag}", values["entropy_ratio"], self.epoch)
+            self.write_scalar(f"{split}/ot_iterations_{tag}", values["iterations"], self.epoch)
+        self.ot_diagnostics_summary = summary

@@ -132,6 +132,9 @@ _C.TEST.SAVE_LOGITS = False
 # vlprompt: encode the class prompts once per evaluation when they do not depend on the image (exact);
 # False recomputes them for every test batch, as upstream
 _C.TEST.CACHE_TEXT_FEATURES = True
+# vlprompt: OT trainers (PLOT, PLOTPP, ALIGN) log the transport plans' entropy relative to the uniform plan and
+# the Sinkhorn iterations per evaluation
+_C.TEST.OT_DIAGNOSTICS = False
 
 _C.TRAINER = CN()
 _C.TRAINER.NAME = ""

@@ -26,6 +26,11 @@ Per protocol (the CoOp-family layout; <T> = trainer, <cfg> = trainer yaml name, 
     domain_gen     OUTPUT/domain_gen/test_target/<dataset>/shots_16/<T>/<cfg>/seed<S>     eval-only, with the
                    ImageNet model of cross_dataset/train_source (trained first if missing)
 
+A sweep with ``stages`` in its method data trains each (dataset, shots, seed) as a chain of runs, one per stage
+(each with its own config, so its own <cfg> folder), each started once the previous one is done; a stage may
+pass the previous stage's folder to train.py (PLOT++: stage 2's PRETRAIN_DIR) and run for some seeds only,
+the other seeds continuing from it. Evaluations load the last stage's model.
+
 Evaluations load the last epoch of their training run: its OPTIM.MAX_EPOCH as train.py resolves the
 config (the trainer's own rules included; --dry-run shows it). A run counts as done only when this driver
 has written ``done.json`` into its folder, which it does after train.py exited 0 and the log it wrote
@@ -160,6 +165,8 @@ def print_dry_run(runs):
         try:
             epoch = (f"MAX_EPOCH {r.max_epoch}" if r.kind == "train" else
                      f"loads epoch {r.load_epoch}" if r.model is not None else "")
+            if r.stage:
+                epoch = f"stage {r.stage}, {epoch}"
             command = shlex.join(r.argv())
         except ConfigError as e:
             raise SystemExit(f"error: {r.name}: train.py refuses its command line: {e}")

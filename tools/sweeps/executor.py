@@ -1,5 +1,6 @@
 """The local queue: runs spread over slots (one run per GPU at a time, or N at once on the CPU), each
-evaluation after the training run it loads, every run folder locked while it runs."""
+evaluation after the training run it loads and each chained training run after its previous stage
+(``Run.depends_on``), every run folder locked while it runs."""
 import fcntl
 import os
 import sys
@@ -59,10 +60,11 @@ class Executor:
                 for r in list(todo):
                     if not free:
                         break
-                    dep = r.model
+                    dep = r.depends_on
                     if dep is not None and self.status.get(dep.out) in NOT_DONE:
                         todo.remove(r)
-                        self.fail(r, "blocked", f"its model {dep.out} is not done")
+                        self.fail(r, "blocked", f"its {'model' if r.model is not None else 'previous stage'} "
+                                                f"{dep.out} is not done")
                         self.say(f"  blocked {r.name} (needs {dep.name})")
                         continue
                     if dep is not None and not is_done(dep):
@@ -77,7 +79,7 @@ class Executor:
                         running[slot] = started
                 if not running:
                     for r in todo:  # only runs whose dependency is outside this sweep and not done
-                        self.fail(r, "blocked", f"its model {r.model.out} is not done")
+                        self.fail(r, "blocked", f"its dependency {r.depends_on.out} is not done")
                     break
                 time.sleep(0.05)
                 for slot, (r, proc, fd, before, started) in list(running.items()):

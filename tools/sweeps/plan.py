@@ -1,10 +1,15 @@
 """The runs of one protocol for one sweep of the method data (meta.methods): their folders (the CoOp-family
-layout), command lines and dependencies. Torch-free; an evaluation's load epoch is resolved on demand."""
+layout), command lines and dependencies. Torch-free; an evaluation's load epoch is resolved on demand.
+
+A sweep with ``stages`` trains each (dataset, shots, seed) as a chain of training runs, one per stage, in
+order: stage i's run depends on stage i-1's (``previous``) and may name its folder in its options
+(``{previous}``); evaluations load the last stage's model. Each stage has its own config, hence its own
+folder ``.../<T>/<stage cfg>/seed<S>``."""
 import functools
 import os
 from dataclasses import dataclass, field
 
-from meta.methods import all_sweeps
+from meta.methods import PREVIOUS_STAGE, all_sweeps
 from meta.protocols import XD_SOURCE
 from tools.train_config import resolve_config
 
@@ -24,6 +29,13 @@ class Run:
     opts: list = field(default_factory=list)
     model: "Run" = None      # the training run an eval loads
     out_root: str = ""       # the sweep's OUTPUT
+    previous: "Run" = None   # a chained training run: the previous stage's run it starts from
+    stage: str = ""          # a chained training run: its stage's name
+
+    @property
+    def depends_on(self):
+        """The run that must be done before this one starts (the model of an eval, the previous stage)."""
+        return self.model if self.model is not None else self.previous
 
     @property
     def name(self):
@@ -59,14 +71,33 @@ def plan(protocol, sweep_key, datasets, seeds, shots, out_root, root, extra_opts
     extra_opts = list(extra_opts)
     runs = {}
 
-    def make(kind, sub, dataset, k, seed, opts, model=None, shots_dir=None, folder=protocol):
-        cfg = cfg_override or settings.config_for(dataset, k)
+    def make(kind, sub, dataset, k, seed, opts, model=None, shots_dir=None, folder=protocol, cfg=None, previous=None,
+             stage=""):
+        cfg = cfg or cfg_override or settings.config_for(dataset, k)
         parts = [out_root, folder] + ([sub] if sub else []) + [
             dataset, f"shots_{k if shots_dir is None else shots_dir}", sweep.trainer, cfg, f"seed{seed}"]
         out = os.path.join(*parts)
         run = Run(protocol, kind, out, root, sweep.trainer, dataset, seed, k, cfg, sweep.config_file(cfg),
-                  opts + extra_opts, model, out_root)
+                  opts + extra_opts, model, out_root, previous, stage)
         return runs.setdefault(out, run)
+
+    def train(sub, dataset, k, seed, opts, folder=protocol):
+        """The training of (dataset, k, seed): one run, or the chain of the sweep's stages (returns the last)."""
+        if not sweep.stages:
+            return make("train", sub, dataset, k, seed, opts, folder=folder)
+        previous = None
+        for stage in sweep.stages:
+            stage_seed = seed if stage.seeds is None or seed in stage.seeds else stage.seeds[0]
+            stage_opts = [o.replace(PREVIOUS_STAGE, previous.out) if previous is not None else o for o in stage.opts]
+            run = make("train", sub, dataset, k, stage_seed, opts + stage_opts, folder=folder, cfg=stage.cfg,
+                       previous=previous, stage=stage.name)
+            if previous is not None and run.previous is not previous:
+                raise ValueError(f"stages of sweep {sweep_key!r} share the folder {run.out}: give each stage its "
+                                 "own cfg")
+            previous = run
+        return previous
+
+    eval_stage_opts = list(sweep.stages[-1].eval_opts) if sweep.stages else []
 
     for seed in seeds:
         if protocol == "base2new":
@@ -74,8 +105,9 @@ def plan(protocol, sweep_key, datasets, seeds, shots, out_root, root, extra_opts
                 for k in shots:
                     opts = base_opts + ["DATASET.NUM_SHOTS", str(k)]
                     if sweep.train:
-                        tr = make("train", "train_base", d, k, seed, opts + ["DATASET.SUBSAMPLE_CLASSES", "base"])
-                        make("eval", "test_new", d, k, seed, opts + ["DATASET.SUBSAMPLE_CLASSES", "new"], tr)
+                        tr = train("train_base", d, k, seed, opts + ["DATASET.SUBSAMPLE_CLASSES", "base"])
+                        make("eval", "test_new", d, k, seed,
+                             opts + eval_stage_opts + ["DATASET.SUBSAMPLE_CLASSES", "new"], tr)
                     else:
                         for sub in ("base", "new"):
                             make("eval", f"test_{sub}", d, k, seed, opts + ["DATASET.SUBSAMPLE_CLASSES", sub])
@@ -85,13 +117,13 @@ def plan(protocol, sweep_key, datasets, seeds, shots, out_root, root, extra_opts
                     make("eval", None, d, 0, seed, base_opts, shots_dir=0)
                     continue
                 for k in shots:
-                    make("train", None, d, k, seed, base_opts + ["DATASET.NUM_SHOTS", str(k)])
+                    train(None, d, k, seed, base_opts + ["DATASET.NUM_SHOTS", str(k)])
         else:  # cross_dataset / domain_gen: one ImageNet model (kept with the cross-dataset runs) per seed
             k = shots[0]
-            eval_opts = base_opts + list(settings.eval_opts)
+            eval_opts = base_opts + list(settings.eval_opts) + eval_stage_opts
             if sweep.train:
-                src = make("train", "train_source", XD_SOURCE, k, seed, base_opts + ["DATASET.NUM_SHOTS", str(k)],
-                           folder="cross_dataset")
+                src = train("train_source", XD_SOURCE, k, seed, base_opts + ["DATASET.NUM_SHOTS", str(k)],
+                            folder="cross_dataset")
                 for d in datasets:
                     make("eval", "test_target", d, k, seed, eval_opts, src)
             else:

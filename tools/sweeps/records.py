@@ -106,6 +106,7 @@ def write_record(run, cmd, launcher, gpu):
         "protocol": run.protocol, "kind": run.kind, "trainer": run.trainer, "dataset": run.dataset,
         "seed": run.seed, "shots": run.shots, "cfg": run.cfg,
         "command": cmd, "cwd": REPO, "signature": signature(run), "load_epoch": run.load_epoch,
+        "stage": run.stage or None, "previous_stage": run.previous.out if run.previous is not None else None,
         "git": env_info()["git"], "packages": env_info()["packages"], "host": socket.gethostname(),
         "launcher": launcher, "gpu": gpu, "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "started": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -4,8 +4,8 @@ come from. ``python tools/sweep.py --write-scripts`` writes them; a test checks 
 import os
 import textwrap
 
-from meta.methods import all_sweeps, method_of
-from meta.protocols import (DEFAULT_SHOTS, DG_TARGETS, DISPLAY, PROTOCOL_SECTION, PROTOCOLS, TITLES, XD_SOURCE,
+from meta.methods import PREVIOUS_STAGE, all_sweeps, method_of
+from meta.protocols import (DG_TARGETS, DISPLAY, PROTOCOL_SECTION, PROTOCOLS, TITLES, XD_SOURCE,
                             XD_TARGETS)
 from meta.runs import write_text_atomic
 from tools import REPO
@@ -21,18 +21,38 @@ def _and(names):
 def describe(sweep, protocol):
     """What the protocol runs for this sweep, as a clause of the header's first sentence."""
     source, others, variants = DISPLAY[XD_SOURCE], len(XD_TARGETS), _and([DISPLAY[d] for d in DG_TARGETS])
+    shots = sweep.default_shots(protocol)[0]
     if not sweep.train:
         return {"base2new": "evaluate zero-shot on the base and on the new classes",
                 "few_shot": "zero-shot accuracy on all classes (the 0-shot point of the curves)",
                 "cross_dataset": f"evaluate zero-shot on {source} and on the other {others} datasets",
                 "domain_gen": f"evaluate zero-shot on {source} and on {variants}"}[protocol]
-    return {"base2new": f"per dataset, train on the base classes ({DEFAULT_SHOTS} shots) and evaluate on the new "
+    return {"base2new": f"per dataset, train on the base classes ({shots} shots) and evaluate on the new "
                         "classes (eval-only, last epoch)",
             "few_shot": "per dataset and shot count K, train on all classes with K images per class",
-            "cross_dataset": f"train on {source} ({DEFAULT_SHOTS} shots, all classes), evaluate (eval-only) on the "
+            "cross_dataset": f"train on {source} ({shots} shots, all classes), evaluate (eval-only) on the "
                              f"other {others} datasets",
             "domain_gen": f"the {source} model of cross_dataset (trained first if missing) evaluated on "
                           f"{variants}"}[protocol]
+
+
+def describe_stages(sweep, protocol):
+    """The chain of training stages, as a sentence of the header (empty without stages)."""
+    if not sweep.stages:
+        return ""
+    parts = []
+    for i, st in enumerate(sweep.stages):
+        notes = [f"config {st.cfg}"] if st.cfg else []
+        if st.seeds is not None:
+            notes.append(f"{_counted('seed', st.seeds)} only; the other seeds continue from seed {st.seeds[0]}'s run")
+        if st.opts:
+            notes.append(" ".join(o.replace(PREVIOUS_STAGE, "<previous stage's folder>") for o in st.opts))
+        parts.append(st.name + (f" ({'; '.join(notes)})" if notes else ""))
+    text = f"Each training is a chain of {len(parts)} stages, run in order: {', then '.join(parts)}"
+    if protocol != "few_shot":
+        eval_opts = sweep.stages[-1].eval_opts
+        text += "; evaluations load the last stage's model" + (f" with {' '.join(eval_opts)}" if eval_opts else "")
+    return text + "."
 
 
 def _counted(word, values):
@@ -50,6 +70,8 @@ def script_text(sweep, protocol):
     source = sweep.settings(protocol).source
     paragraphs = [f"{method.title}, {title}: {describe(sweep, protocol)}; {', '.join(counts)}.",
                   f"Settings ({method_file}, sweeps.{sweep.key}.{section}): {source.rstrip('.')}."]
+    if sweep.stages:
+        paragraphs.insert(1, describe_stages(sweep, protocol))
     path = f"scripts/{sweep.key}/{protocol}.sh"
     lines = ["#!/usr/bin/env bash"]
     for text in paragraphs:

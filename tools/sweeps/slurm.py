@@ -1,4 +1,5 @@
-"""SLURM submission through submitit: one job per training run and the evaluations that load it."""
+"""SLURM submission through submitit: one job per training run (or chain of stages) and the evaluations that
+load it."""
 import os
 import shlex
 
@@ -9,19 +10,36 @@ from .records import is_done
 
 
 def chains(runs):
-    """Groups for SLURM: a training run with the evaluations that load it; other evaluations alone."""
-    groups, by_train = [], {}
+    """Groups for SLURM, each run after what it depends on: a training run with the evaluations that load it and
+    the later stages that continue it (a stage-chain's shared first stage carries every seed's later stages);
+    other evaluations alone."""
+    groups, group_of = [], {}
+    planned = {r.out for r in runs}
+
+    def root(r):
+        while r.depends_on is not None and r.depends_on.out in planned:
+            r = r.depends_on
+        return r
+
     for r in runs:
-        if r.kind == "train":
-            by_train[r.out] = [r]
-            groups.append(by_train[r.out])
-    for r in runs:
-        if r.kind == "eval":
-            if r.model is not None and r.model.out in by_train:
-                by_train[r.model.out].append(r)
-            else:
-                groups.append([r])
+        head = root(r)
+        if head.kind == "train" or head is not r:
+            if head.out not in group_of:
+                group_of[head.out] = []
+                groups.append(group_of[head.out])
+            group_of[head.out].append(r)
+        else:
+            groups.append([r])
+    for group in groups:  # dependencies first (the plan lists training runs before what depends on them)
+        group.sort(key=_depth)
     return groups
+
+
+def _depth(run):
+    depth = 0
+    while run.depends_on is not None:
+        run, depth = run.depends_on, depth + 1
+    return depth
 
 
 def submit_slurm(runs, args, python):
