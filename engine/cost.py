@@ -10,9 +10,8 @@ import time
 
 import torch
 
-from meta.runs import write_json_atomic
+from meta.runs import COST_FILE, write_json_atomic
 
-COST_FILE = "cost.json"
 COST_HEADER = "=> cost"
 
 
