@@ -233,11 +233,28 @@ FIVE = ["a sunflower", "a rusty old bicycle", "the sea at night", "an owl", "a v
 
 @pytest.mark.parametrize("trainer", sorted({TRAINER_REGISTRY.get(n).__name__ for n in
                                             TRAINER_REGISTRY.registered_names()}))
-def test_declared_class_specific_state_matches_the_learned_tensors(trainer, one_torch_thread):
-    """A trainer declared class-agnostic (for its demo config) learns the same tensors whatever the classes, so
-    predict.py may give it new names; a config key it declares (CSC) makes them depend on the classes."""
-    cfg, three = _built(trainer, THREE)
+def test_every_trainer_round_trips_a_bundle_and_declares_its_class_specific_state(trainer, shapes_root, tmp_path,
+                                                                                  one_torch_thread):
+    """Learned tensors (moved off their initial values) survive checkpoint -> bundle -> predict.py for every
+    trainer. A trainer declared class-agnostic (for its demo config) learns the same tensors whatever the
+    classes, so predict.py may give it new names; a config key it declares (CSC) makes them depend on them."""
+    out = str(tmp_path / "run")
+    cfg, three = _built(trainer, THREE, "OUTPUT_DIR", out)
     cls = TRAINER_REGISTRY.get(trainer)
+    images = sorted(os.path.join(folder, f) for folder, _, files in os.walk(shapes_root) for f in files
+                    if f.endswith(".png"))[:4]
+    if three.get_model_names():
+        torch.manual_seed(0)
+        for p in three.model.parameters():
+            if p.requires_grad:
+                p.data.add_(0.05 * torch.randn_like(p))
+        three.save_model(0, out)
+        with open(os.path.join(out, "config.yaml"), "w") as f:
+            f.write(cfg.dump())
+        expected = predict.classify(predict.Predictor(cfg, three, THREE, out), images).logits
+        export.export(out, 1, str(tmp_path / "bundle.pt"))
+        got = predict.classify(predict.load_predictor(str(tmp_path / "bundle.pt")), images).logits
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     if cls.class_specific_reason(cfg) is None:
         assert _learned_shapes(three) == _learned_shapes(_built(trainer, FIVE)[1])
     key = cls.class_specific_state
