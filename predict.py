@@ -107,9 +107,9 @@ def load_predictor(model_dir, load_epoch=None, classnames=None, dataset_config_f
         if reason:
             raise UserError(f"{cfg.TRAINER.NAME} cannot predict classes other than its {len(trained)} training "
                             f"classes ({reason}); leave out --classnames/--dataset-config-file")
-    model = trainer_cls(cfg, classnames=list(classnames))
-    model.load_model(model_dir, epoch=load_epoch)
-    return Predictor(cfg, model, list(classnames), model_dir)
+    built = trainer_cls(cfg, classnames=list(classnames))
+    built.load_model(model_dir, epoch=load_epoch)
+    return Predictor(cfg, built, list(classnames), model_dir)
 
 
 def find_images(inputs):
@@ -228,8 +228,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     if args.topk < 1:
         raise UserError("--topk must be at least 1")
-    chatter = sys.stderr if args.verbose else open(os.devnull, "w")
-    with contextlib.redirect_stdout(chatter):
+    chatter = contextlib.nullcontext(sys.stderr) if args.verbose else open(os.devnull, "w")
+    with chatter as stream, contextlib.redirect_stdout(stream):
         predictor = load_predictor(args.model_dir, args.load_epoch,
                                    read_classnames(args.classnames) if args.classnames else None,
                                    args.dataset_config_file, args.root, args.config_file, args.trainer, opts)

@@ -78,7 +78,8 @@ class CostMeter:
                                        if self.test_seconds > 0 else None),
             "peak_memory_mib": round(peak_memory_mib(self.device), 1),
             "peak_memory_kind": "cuda_max_allocated" if self.device.type == "cuda" else "max_rss",
-            "device": str(self.device) if self.device.type != "cuda" else torch.cuda.get_device_name(self.device),
+            "device": (f"cuda ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda"
+                       else self.device.type),
             "precision": precision,
         }
         return out

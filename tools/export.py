@@ -25,6 +25,7 @@ if REPO not in sys.path:
 import predict  # noqa: E402
 from engine.bundle import write_bundle  # noqa: E402
 from engine.checkpoint import saved_run_facts  # noqa: E402
+from engine.config import get_cfg_default  # noqa: E402
 from engine.utils.tools import UserError  # noqa: E402
 
 
@@ -38,8 +39,11 @@ def export(run_dir, load_epoch, out, classnames=None, opts=()):
     if recorded is not None and recorded != trainer.clip_sha256:
         raise UserError(f"{run_dir} was trained on CLIP weights with SHA-256 {recorded} but MODEL.BACKBONE.PATH "
                         f"now gives {trainer.clip_sha256}; point MODEL.BACKBONE.PATH at the weights it was trained on")
+    config = yaml.safe_load(cfg.dump())
+    defaults = get_cfg_default()  # this machine's folders are no use elsewhere (a bundle's run writes its own)
+    config["OUTPUT_DIR"], config["DATASET"]["ROOT"] = defaults.OUTPUT_DIR, defaults.DATASET.ROOT
     return write_bundle(out, trainer=cfg.TRAINER.NAME, backbone=cfg.MODEL.BACKBONE.NAME,
-                        clip_sha256=recorded or trainer.clip_sha256, config=yaml.safe_load(cfg.dump()),
+                        clip_sha256=recorded or trainer.clip_sha256, config=config,
                         classnames=predictor.classnames, epoch=load_epoch, state_dicts=trainer.bundle_state_dicts())
 
 
@@ -56,7 +60,8 @@ def main(argv=None):
     p.add_argument("--verbose", action="store_true", help="show the model building log on stderr")
     args = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     try:
-        with contextlib.redirect_stdout(sys.stderr if args.verbose else open(os.devnull, "w")):
+        chatter = contextlib.nullcontext(sys.stderr) if args.verbose else open(os.devnull, "w")
+        with chatter as stream, contextlib.redirect_stdout(stream):
             names = predict.read_classnames(args.classnames) if args.classnames else None
             path = export(args.run_dir, args.load_epoch, args.out, names, opts)
     except UserError as e:
