@@ -17,7 +17,7 @@ scripts/<sweep>/*.sh wrappers are configured).
 --demo (DEMO=1) runs the sweep offline on CPU: on the SyntheticShapes benchmark (generated under --root on
 first use; default OUTPUT/data) with each trainer's demo config (configs/trainers/<T>/demo.yaml: the demo CLIP
 of data/demo_clip/), e.g. `DEMO=1 bash scripts/sep/base2new.sh synthetic_shapes`; the run folders are
-named <cfg> = demo. A sweep with stages trains only its demo config (one run).
+named <cfg> = demo. A sweep with stages trains only its demo config (one run). base2new and few_shot only.
 
 Per protocol (the CoOp-family layout; <T> = trainer, <cfg> = trainer yaml name, <K> = shots):
 
@@ -59,7 +59,7 @@ from tools import REPO
 from tools.train_config import ConfigError
 
 from .executor import NOT_DONE, Executor
-from .plan import DEMO_DATASET, plan
+from .plan import DEMO_DATASET, DEMO_PROTOCOLS, plan
 from .records import is_done, state
 from .scripts import write_scripts
 from .slurm import submit_slurm
@@ -148,6 +148,8 @@ def parse_args(argv):
     if args.demo:
         if args.cfg:
             raise SystemExit("error: --demo picks each trainer's demo config; leave out --cfg (CFG)")
+        if args.protocol not in DEMO_PROTOCOLS:
+            raise SystemExit(f"error: --demo runs {' and '.join(DEMO_PROTOCOLS)} ({args.protocol} needs ImageNet)")
         args.datasets = args.datasets or [DEMO_DATASET]
         if args.datasets != [DEMO_DATASET]:
             raise SystemExit(f"error: --demo runs on {DEMO_DATASET} only (the world the demo CLIP knows), got "

@@ -15,6 +15,7 @@ from tools import REPO
 from tools.train_config import resolve_config
 
 DEMO_DATASET = "synthetic_shapes"  # the world the demo CLIP was pretrained on (datasets/synthetic_world.py)
+DEMO_PROTOCOLS = ("base2new", "few_shot")  # the transfer protocols train on ImageNet
 
 
 @dataclass
