@@ -165,3 +165,35 @@ def test_short_training_learns(trainer, shapes_root, zero_shot_base, tmp_path):
     assert after > before or late < early, report
     assert after > 5 * CHANCE, report
     assert torch.isfinite(torch.tensor(losses)).all(), report
+
+
+# ----------------------------------------------------------------------------------------------
+# The base-to-new trade-off of the quickstart (opt-in: ~4 min of CPU)
+
+@pytest.mark.skipif(os.environ.get("VLPROMPT_SLOW_TESTS") != "1", reason="set VLPROMPT_SLOW_TESTS=1 (~4 min of CPU)")
+def test_coop_official_setting_loses_on_new_classes_against_zero_shot(tmp_path):
+    """CoOp in its official base-to-new setting (configs/trainers/CoOp/demo.yaml: 16 shots, 200 epochs at lr
+    0.002) on the full benchmark: above zero-shot on the base classes, below it on the new ones, for each of
+    seeds 1-3 (what the quickstart's table shows; docs/demo_world.md has the runs)."""
+    root = str(tmp_path / "data")
+    synthetic.write_benchmark(root)
+
+    def args(out, trainer, split, seed, *flags):
+        config_dir = "ZeroshotCLIP" if trainer == "ZeroshotCLIP" else trainer
+        return ["--root", root, "--trainer", trainer, "--output-dir", str(tmp_path / out), "--seed", str(seed),
+                *flags, "--dataset-config-file", os.path.join(REPO, "configs/datasets/synthetic_shapes.yaml"),
+                "--config-file", os.path.join(REPO, "configs/trainers", config_dir, "demo.yaml"),
+                "MODEL.BACKBONE.PATH", DEMO_CLIP, "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", split,
+                "TRAIN.SAVE_RESUME_STATE", "False"]
+
+    zs = {split: run_train(args(f"zs_{split}", "ZeroshotCLIP", split, 1, "--eval-only")).test()
+          for split in ("base", "new")}
+    for seed in (1, 2, 3):
+        trained = run_train(args(f"coop{seed}", "CoOp", "base", seed))
+        base = trained.test()
+        epoch = trained.cfg.OPTIM.MAX_EPOCH
+        new = run_train(args(f"coop{seed}_new", "CoOp", "new", seed, "--eval-only", "--model-dir",
+                             str(tmp_path / f"coop{seed}"), "--load-epoch", str(epoch))).test()
+        report = f"seed {seed}: zero-shot {zs['base']:.1f} / {zs['new']:.1f}, CoOp {base:.1f} / {new:.1f}"
+        print(report)
+        assert base > zs["base"] + 10 and new < zs["new"], report
