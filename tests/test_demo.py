@@ -25,7 +25,9 @@ CHANCE = 100 / 16  # 16 base and 16 new classes
 
 # trainer -> epochs of the short run with configs/trainers/<trainer>/demo.yaml. The first epoch is the
 # yamls' constant warm-up at 1e-5, so 2 epochs = one epoch of learning.
-EPOCHS = {"CoOp": 20, "SEP": 4, "KgCoOp": 4, "CoCoOp": 2, "MaPLe": 2, "IVLP": 2, "VPT": 2, "ALIGN": 2}
+# CoOp's demo config is its official setting (lr 0.002): 20 epochs here.
+EPOCHS = {"CoOp": 20, "SEP": 4, "KgCoOp": 4, "CoCoOp": 2, "MaPLe": 2, "IVLP": 2, "VPT": 2, "ALIGN": 2, "TCP": 4,
+          "ProGrad": 4, "PromptSRC": 2, "PLOT": 4, "PLOTPP": 4}
 
 
 def _args(root, out, trainer, split, *extra, epochs=1, flags=()):
@@ -136,6 +138,12 @@ def test_zero_shot_is_far_above_chance_on_base_and_new(zero_shot):
     assert zero_shot["new"].dm.dataset.classnames == names[16:]
     acc = {split: trainer.test() for split, trainer in zero_shot.items()}
     assert acc["base"] > 5 * CHANCE and acc["new"] > 5 * CHANCE, acc
+
+
+def test_every_trained_method_has_a_learning_check():
+    from meta.methods import all_methods
+
+    assert set(EPOCHS) == {m.trainer for m in all_methods().values() if any(s.train for s in m.sweeps.values())}
 
 
 @pytest.mark.parametrize("trainer", sorted(EPOCHS))
