@@ -27,7 +27,7 @@ CHANCE = 100 / 16  # 16 base and 16 new classes
 # yamls' constant warm-up at 1e-5, so 2 epochs = one epoch of learning.
 # CoOp's demo config is its official setting (lr 0.002): 20 epochs here.
 EPOCHS = {"CoOp": 20, "SEP": 4, "KgCoOp": 4, "CoCoOp": 2, "MaPLe": 2, "IVLP": 2, "VPT": 2, "ALIGN": 2, "TCP": 4,
-          "ProGrad": 4, "PromptSRC": 2, "PLOT": 4, "PLOTPP": 4}
+          "ProGrad": 10, "PromptSRC": 2, "PLOT": 4, "PLOTPP": 4}
 
 
 def _args(root, out, trainer, split, *extra, epochs=1, flags=()):
