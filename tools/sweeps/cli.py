@@ -213,6 +213,12 @@ def main(argv=None):
     if args.dry_run:
         print_dry_run(runs)
         return 0
+    if args.demo:  # written once here, before runs start in parallel (importing datasets imports torch)
+        from datasets import synthetic_world
+
+        if not synthetic_world.is_current_benchmark(args.root):
+            print(f"Generating the SyntheticShapes benchmark in {args.root}")
+            synthetic_world.write_benchmark(args.root)
     if args.slurm:
         jobs = submit_slurm(runs, args, args.python)
         if not (args.slurm_wait and jobs):
