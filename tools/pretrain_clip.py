@@ -4,8 +4,8 @@
 
 The defaults are the recipe of the committed data/demo_clip/synthetic_clip.pt (see data/demo_clip/README.md).
 Data: a pool of images rendered by datasets/synthetic_world.py from random attribute combinations of the
-whole vocabulary *minus 8 held-out colour-shape pairs of the benchmark*; every step draws a batch from the pool, flips
-it at random and writes a fresh caption for each image. Loss: CLIP's symmetric contrastive loss, with
+whole vocabulary *minus 8 held-out colour-shape pairs of the benchmark*; every step draws a batch from the
+pool, flips it at random and writes a fresh caption for each image. Loss: CLIP's symmetric contrastive loss, with
 every caption in the batch that correctly describes an image counted as a positive of that image
 (multi-positive InfoNCE; a batch of 256 holds many images with the same attributes).
 The text tower runs on the batch's captions cut after their longest end token; with the causal mask
