@@ -4,14 +4,14 @@
 one large object per 32x32 image (a close-up) with random position, size, rotation, colour jitter,
 background and noise.
 Labels 0-15 are the base classes, 16-31 the new ones: the standard split (DATASET.SUBSAMPLE_CLASSES base =
-the first ceil(n/2) labels) gives base = the colour-shape pairs (i, j) with i + j even and new = those with
-i + j odd, each with both patterns. New classes recombine colours, shapes and patterns seen in base
-classes ("red square" is new; "red circle" and "blue square" are base), and the demo CLIP
-(data/demo_clip/) never saw a new colour-shape pair during pretraining.
+the first ceil(n/2) labels) gives base = the circles and squares, new = the triangles and stars, each in
+every colour and pattern. New classes share colours and patterns with the base classes but not their shapes,
+and the demo CLIP (data/demo_clip/) never saw 8 of the 16 colour-shape pairs (4 per side) during pretraining.
 
 Layout: synthetic_shapes/images/<colour>_<pattern>_<shape>/NNNN.png and split_zhou_SyntheticShapes.json
 (32 train / 8 val / 30 test images per class). If DATASET.ROOT has no complete copy, it is written there
-(a few seconds, deterministic: synthetic_world.BENCHMARK_SEED).
+(a few seconds, deterministic: synthetic_world.BENCHMARK_SEED); a copy with the split of an earlier
+version (base = colour-shape pairs with i + j even) is written anew.
 """
 import os
 
@@ -32,7 +32,7 @@ class SyntheticShapes(BenchmarkDataset):
     def __init__(self, cfg):
         if cfg.DATASET.ROOT:  # (an empty root is reported by the shared code)
             root = os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT))
-            if not os.path.isfile(os.path.join(root, self.dataset_dir, self.split_file)):
+            if not synthetic.is_current_benchmark(root):
                 print(f"Generating the SyntheticShapes benchmark in {os.path.join(root, self.dataset_dir)}")
                 try:
                     synthetic.write_benchmark(root)

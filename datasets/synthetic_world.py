@@ -7,15 +7,17 @@ colour jitter, on a random muted background (dark or light, with a gradient), pl
 * ``render(attrs, rng)`` draws one image, ``caption(attrs, rng)`` describes it in a sentence: colour, pattern
   and shape always (in varying word order and phrasing), size and background sometimes, within one of a
   dozen templates. ``VOCABULARY`` lists the attribute words.
-* The benchmark's 32 classes are CLASS_COLOURS x CLASS_SHAPES x CLASS_PATTERNS. Colour i and shape j form a
-  *base* pair when i + j is even and a *new* pair when it is odd; labels 0-15 are the base classes and
-  16-31 the new ones, so the standard split (first ceil(n/2) labels = base) gives 8 colour-shape pairs
-  x 2 patterns on each side. Every colour, shape and pattern of a new class occurs in base classes, in
-  other combinations ("red square" is new; "red circle" and "blue square" are base).
+* The benchmark's 32 classes are CLASS_COLOURS x CLASS_SHAPES x CLASS_PATTERNS, split by shape: the
+  *base* classes are the circles and squares (BASE_SHAPES), the *new* ones the triangles and stars; labels
+  0-15 are the base classes and 16-31 the new ones, so the standard split (first ceil(n/2) labels = base)
+  gives 4 colours x 2 patterns x 2 shapes on each side. New classes share every colour and pattern with the
+  base classes but none of their shapes: a prompt fit to the base classes only ever had to tell circles from
+  squares (the base-to-new trade-off of the demo, README "Two commands").
 * ``pretraining_attributes(rng)`` draws the attributes of a pretraining image from the larger vocabulary
-  (8 colours, 6 shapes, 3 patterns, 3 sizes) *without* the new colour-shape pairs, so a CLIP pretrained on
-  these pairs never sees a new class, neither its image nor its name: zero-shot on new classes works only
-  through the attributes.
+  (8 colours, 6 shapes, 3 patterns, 3 sizes) *without* 8 held-out colour-shape pairs of the benchmark
+  (colour i and shape j with i + j odd: 4 pairs among the base classes, 4 among the new), so the CLIP has
+  never seen 16 of the 32 classes, neither as image nor as name, and classifies them only through their
+  attributes.
 * The benchmark is a domain of close-ups: every object is large (BENCHMARK_SIZE). Pretraining captions
   name a large object's size most of the time (SIZE_MENTION), the zero-shot template "a photo of a {}."
   does not; that context is what prompt tuning can learn here (as "a centered satellite photo of" for
@@ -55,6 +57,7 @@ BACKGROUNDS = ["dark", "light"]
 CLASS_COLOURS = ["red", "green", "blue", "yellow"]
 CLASS_SHAPES = ["circle", "square", "triangle", "star"]
 CLASS_PATTERNS = ["plain", "striped"]
+BASE_SHAPES = ("circle", "square")  # the base classes' shapes; the new classes are the triangles and stars
 
 TEMPLATES = [
     "a photo of a {}.", "a {}.", "a picture of a {}.", "an image of a {}.", "a photo of the {}.",
@@ -76,12 +79,10 @@ BENCHMARK_SIZE = "large"
 DEFAULT_COUNTS = (32, 8, 30)
 
 
-def is_base_pair(colour, shape):
-    return (CLASS_COLOURS.index(colour) + CLASS_SHAPES.index(shape)) % 2 == 0
-
-
-def is_new_pair(colour, shape):
-    return colour in CLASS_COLOURS and shape in CLASS_SHAPES and not is_base_pair(colour, shape)
+def is_held_out_pair(colour, shape):
+    """A benchmark colour-shape pair the demo CLIP's pretraining never shows (colour i, shape j, i + j odd)."""
+    return (colour in CLASS_COLOURS and shape in CLASS_SHAPES
+            and (CLASS_COLOURS.index(colour) + CLASS_SHAPES.index(shape)) % 2 == 1)
 
 
 def class_name(colour, pattern, shape):
@@ -89,9 +90,9 @@ def class_name(colour, pattern, shape):
 
 
 def benchmark_classes():
-    """[(colour, pattern, shape)] in label order: the 16 base classes, then the 16 new ones."""
+    """[(colour, pattern, shape)] in label order: the 16 base classes (BASE_SHAPES), then the 16 new ones."""
     combos = [(c, p, s) for c in CLASS_COLOURS for s in CLASS_SHAPES for p in CLASS_PATTERNS]
-    return [x for x in combos if is_base_pair(x[0], x[2])] + [x for x in combos if not is_base_pair(x[0], x[2])]
+    return [x for x in combos if x[2] in BASE_SHAPES] + [x for x in combos if x[2] not in BASE_SHAPES]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -226,15 +227,26 @@ def random_attributes(rng, colours=tuple(COLOURS), shapes=tuple(SHAPES), pattern
 
 
 def pretraining_attributes(rng):
-    """Attributes from the whole vocabulary, never a new colour-shape pair of the benchmark."""
+    """Attributes from the whole vocabulary, never a held-out colour-shape pair of the benchmark."""
     while True:
         attrs = random_attributes(rng)
-        if not is_new_pair(attrs["colour"], attrs["shape"]):
+        if not is_held_out_pair(attrs["colour"], attrs["shape"]):
             return attrs
 
 
 # ----------------------------------------------------------------------------------------------
 # The benchmark on disk
+
+def is_current_benchmark(root):
+    """True if ROOT holds a complete benchmark with this version's base/new split (a copy written before the
+    split by shape has the old labels: it is written anew)."""
+    try:
+        with open(os.path.join(root, DATASET_DIR, SPLIT_FILE)) as f:
+            generator = json.load(f).get("generator", {})
+    except (OSError, ValueError):
+        return False
+    return generator.get("base_shapes") == list(BASE_SHAPES)
+
 
 def write_benchmark(root, counts=DEFAULT_COUNTS, seed=BENCHMARK_SEED, size=IMAGE_SIZE):
     """ROOT/synthetic_shapes/{images/<class>/NNNN.png, split_zhou_SyntheticShapes.json}; returns its folder.
@@ -254,6 +266,6 @@ def write_benchmark(root, counts=DEFAULT_COUNTS, seed=BENCHMARK_SEED, size=IMAGE
             render(attrs, rng, size).save(os.path.join(base, "images", rel))
             part = "train" if i < n_train else "val" if i < n_train + n_val else "test"
             split[part].append([rel, label, name])
-    generator = {"seed": seed, "counts": list(counts), "size": size}
+    generator = {"seed": seed, "counts": list(counts), "size": size, "base_shapes": list(BASE_SHAPES)}
     write_text_atomic(os.path.join(base, SPLIT_FILE), json.dumps({"generator": generator, **split}, indent=1))
     return base

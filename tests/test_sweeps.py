@@ -279,6 +279,27 @@ def test_dry_run_and_env_overrides(monkeypatch, capsys):
         sweep.main(["base2new", "coop", "imagenet21k", "--dry-run"])
 
 
+def test_demo_switch_runs_every_sweep_offline_with_the_demo_configs(monkeypatch, capsys):
+    """DEMO=1: SyntheticShapes by default, each trainer's demo.yaml (zero-shot: its own, not the sweep's CoOp
+    folder), root OUTPUT/data; a sweep with stages trains its demo config once; no transfer protocol."""
+    monkeypatch.setenv("DEMO", "1")
+    monkeypatch.setenv("OUTPUT", "/nonexistent/out")
+    monkeypatch.delenv("DATA", raising=False)
+    assert sweep.main(["base2new", "sep", "--seeds", "1", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "base2new/train_base/synthetic_shapes/shots_16/SEP/demo/seed1" in out
+    assert "--config-file configs/trainers/SEP/demo.yaml" in out and "--root /nonexistent/out/data" in out
+    assert "TRAINER.COOP.W 8.0" in out  # the sweep's method options still apply
+    for key, sweep_ in SWEEPS.items():
+        runs = plan("base2new", key, ["synthetic_shapes"], [1], [16], "/o", "/d", demo=True)
+        assert {r.config_file for r in runs} == {f"configs/trainers/{sweep_.trainer}/demo.yaml"}, key
+        assert sum(r.kind == "train" for r in runs) == (1 if sweep_.train else 0), key
+    for argv, error in ((["cross_dataset", "sep"], "needs ImageNet"), (["base2new", "sep", "dtd"], "only"),
+                        (["base2new", "sep", "--cfg", "vit_b16"], "leave out --cfg")):
+        with pytest.raises(SystemExit, match=error):
+            sweep.main([*argv, "--dry-run"])
+
+
 def test_load_epoch_comes_from_the_resolved_config(monkeypatch, capsys):
     """Not the yaml's MAX_EPOCH: what train.py resolves (a trainer's rule may set it, as ALIGN's few-shot one)."""
     seen = []

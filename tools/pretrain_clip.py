@@ -4,8 +4,8 @@
 
 The defaults are the recipe of the committed data/demo_clip/synthetic_clip.pt (see data/demo_clip/README.md).
 Data: a pool of images rendered by datasets/synthetic_world.py from random attribute combinations of the
-whole vocabulary *minus the benchmark's new colour-shape pairs*; every step draws a batch from the pool, flips
-it at random and writes a fresh caption for each image. Loss: CLIP's symmetric contrastive loss, with
+whole vocabulary *minus 8 held-out colour-shape pairs of the benchmark*; every step draws a batch from the
+pool, flips it at random and writes a fresh caption for each image. Loss: CLIP's symmetric contrastive loss, with
 every caption in the batch that correctly describes an image counted as a positive of that image
 (multi-positive InfoNCE; a batch of 256 holds many images with the same attributes).
 The text tower runs on the batch's captions cut after their longest end token; with the causal mask
@@ -103,7 +103,8 @@ def positives(codes):
 
 @torch.no_grad()
 def zero_shot(model, n_per_class=25, seed=12345, size=32, template="a photo of a {}."):
-    """Zero-shot accuracy (%) on freshly rendered benchmark-style images: base classes among base, new among new."""
+    """Zero-shot accuracy (%) on freshly rendered benchmark-style images: base classes among base, new among new
+    (the split of benchmark_classes(); the committed JSON was written under the earlier split, see its README)."""
     from models import tokenize
 
     model.eval()

@@ -14,5 +14,6 @@
 # Usage: DATA=/path/to/datasets bash scripts/plotpp/few_shot.sh DATASET... | all  [sweep options] [-- KEY VALUE...]
 #   env SEEDS, SHOTS, OUTPUT (default output/), OPTS ("KEY VALUE ..."), CFG, GPUS (0,1,...), JOBS;
 #   options: python tools/sweep.py --help (--gpus, --slurm..., --dry-run). Rerun to resume.
+# Offline demo (CPU, no download): DEMO=1 bash scripts/plotpp/few_shot.sh synthetic_shapes (the demo configs and CLIP).
 # Generated from configs/trainers/PLOTPP/method.yaml by `python tools/sweep.py --write-scripts` (edit that file).
 exec "${PYTHON:-python3}" "$(dirname "$0")/../../tools/sweep.py" few_shot plotpp "$@"

@@ -115,9 +115,9 @@ def base2new_tables(res, methods, datasets, published, compare):
                 per[(m, d)] = (b, n, hm(b.mean if b else None, n.mean if n else None),
                                min(x.n for x in (b, n) if x is not None))
         long, notes = [], []
-        for m in labels:  # the Average row: mean Base, mean New, HM of the means
+        for m in labels:  # the Average row: mean Base, mean New, HM of the means (a one-dataset table has none)
             full = [d for d in ds_all if (m, d) in per and per[(m, d)][0] and per[(m, d)][1]]
-            if full:
+            if full and len(ds_all) > 1:
                 b = sum(per[(m, d)][0].mean for d in full) / len(full)
                 n = sum(per[(m, d)][1].mean for d in full) / len(full)
                 per[(m, "average")] = (b, n, hm(b, n), len(full))

@@ -10,9 +10,14 @@ other on this machine, spread over local GPUs, or submitted to SLURM.
 PROTOCOL is base2new, few_shot, cross_dataset or domain_gen; SWEEP a key under ``sweeps`` in a method's
 configs/trainers/<Trainer>/method.yaml (its settings per protocol: configs, options, shots, seeds, and where
 they come from), or the lowercase trainer name; DATASET the name of a yaml in configs/datasets/ or ``all``.
-The environment variables DATA, OUTPUT, SEEDS, SHOTS, OPTS, CFG, GPUS and JOBS set the defaults of --root,
---output, --seeds, --shots, --opts, --cfg, --gpus and --jobs (this is how the scripts/<sweep>/*.sh wrappers
-are configured).
+The environment variables DATA, OUTPUT, SEEDS, SHOTS, OPTS, CFG, GPUS, JOBS and DEMO set the defaults of
+--root, --output, --seeds, --shots, --opts, --cfg, --gpus, --jobs and --demo (this is how the
+scripts/<sweep>/*.sh wrappers are configured).
+
+--demo (DEMO=1) runs the sweep offline on CPU: on the SyntheticShapes benchmark (generated under --root on
+first use; default OUTPUT/data) with each trainer's demo config (configs/trainers/<T>/demo.yaml: the demo CLIP
+of data/demo_clip/), e.g. `DEMO=1 bash scripts/sep/base2new.sh synthetic_shapes`; the run folders are
+named <cfg> = demo. A sweep with stages trains only its demo config (one run). base2new and few_shot only.
 
 Per protocol (the CoOp-family layout; <T> = trainer, <cfg> = trainer yaml name, <K> = shots):
 
@@ -54,7 +59,7 @@ from tools import REPO
 from tools.train_config import ConfigError
 
 from .executor import NOT_DONE, Executor
-from .plan import plan
+from .plan import DEMO_DATASET, DEMO_PROTOCOLS, plan
 from .records import is_done, state
 from .scripts import write_scripts
 from .slurm import submit_slurm
@@ -89,6 +94,9 @@ def build_parser():
                    help='e.g. "16" or "1 2 4 8 16" (env SHOTS; default 16, few_shot: the sweep\'s or 1 2 4 8 16)')
     p.add_argument("--opts", default=env("OPTS", ""), help="KEY VALUE overrides as one string (env OPTS)")
     p.add_argument("--cfg", default=env("CFG"), help="trainer yaml name for every run instead of the protocol's")
+    p.add_argument("--demo", action="store_true", default=env("DEMO", "") not in ("", "0"),
+                   help=f"offline CPU demo: {DEMO_DATASET} (default dataset) with every trainer's demo config and the "
+                        "demo CLIP; --root defaults to OUTPUT/data (env DEMO=1)")
     p.add_argument("--gpus", default=env("GPUS"), help="e.g. 0,1,2,3: one run per GPU at a time (env GPUS)")
     p.add_argument("--jobs", type=int, default=int(env("JOBS", "0") or 0),
                    help="runs at once (env JOBS; default: one per GPU, or 1)")
@@ -137,6 +145,15 @@ def parse_args(argv):
     args.extra_opts = shlex.split(args.opts or "") + passthrough
     if len(args.extra_opts) % 2:
         raise SystemExit(f"error: config overrides come in KEY VALUE pairs, got {args.extra_opts}")
+    if args.demo:
+        if args.cfg:
+            raise SystemExit("error: --demo picks each trainer's demo config; leave out --cfg (CFG)")
+        if args.protocol not in DEMO_PROTOCOLS:
+            raise SystemExit(f"error: --demo runs {' and '.join(DEMO_PROTOCOLS)} ({args.protocol} needs ImageNet)")
+        args.datasets = args.datasets or [DEMO_DATASET]
+        if args.datasets != [DEMO_DATASET]:
+            raise SystemExit(f"error: --demo runs on {DEMO_DATASET} only (the world the demo CLIP knows), got "
+                             f"{' '.join(args.datasets)}")
     if not args.datasets:
         raise SystemExit(f"error: name the datasets (yaml names in configs/datasets/) or `all` "
                          f"(= {' '.join(default_datasets(args.protocol))})")
@@ -153,6 +170,8 @@ def parse_args(argv):
     args.seeds = _split_ints(args.seeds) if args.seeds else list(sweep.seeds)
     args.shots = _split_ints(args.shots) if args.shots else sweep.default_shots(args.protocol)
     args.output = os.path.abspath(args.output)
+    if args.demo and not args.root:
+        args.root = os.path.join(args.output, "data")
     args.gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else []
     args.jobs = args.jobs or max(1, len(args.gpus))
     args.python = shlex.split(args.python) if args.python else [sys.executable]
@@ -190,10 +209,16 @@ def main(argv=None):
     if not args.root and not args.dry_run:
         raise SystemExit("error: no dataset root: set DATA=/path/to/datasets (or --root)")
     runs = plan(args.protocol, args.method, args.datasets, args.seeds, args.shots, args.output,
-                os.path.abspath(args.root) if args.root else "$DATA", args.extra_opts, args.cfg)
+                os.path.abspath(args.root) if args.root else "$DATA", args.extra_opts, args.cfg, args.demo)
     if args.dry_run:
         print_dry_run(runs)
         return 0
+    if args.demo:  # written once here, before runs start in parallel (importing datasets imports torch)
+        from datasets import synthetic_world
+
+        if not synthetic_world.is_current_benchmark(args.root):
+            print(f"Generating the SyntheticShapes benchmark in {args.root}")
+            synthetic_world.write_benchmark(args.root)
     if args.slurm:
         jobs = submit_slurm(runs, args, args.python)
         if not (args.slurm_wait and jobs):

@@ -9,9 +9,13 @@ import functools
 import os
 from dataclasses import dataclass, field
 
-from meta.methods import PREVIOUS_STAGE, all_sweeps
+from meta.methods import PREVIOUS_STAGE, all_sweeps, method_of
 from meta.protocols import XD_SOURCE
+from tools import REPO
 from tools.train_config import resolve_config
+
+DEMO_DATASET = "synthetic_shapes"  # the world the demo CLIP was pretrained on (datasets/synthetic_world.py)
+DEMO_PROTOCOLS = ("base2new", "few_shot")  # the transfer protocols train on ImageNet
 
 
 @dataclass
@@ -63,30 +67,44 @@ class Run:
         return a + list(self.opts)
 
 
-def plan(protocol, sweep_key, datasets, seeds, shots, out_root, root, extra_opts=(), cfg_override=None):
-    """The runs of a sweep (training runs before the evaluations that load them)."""
+def demo_config(sweep):
+    """(cfg name, config file relative to the repository): the demo config of the sweep's trainer (its
+    method data's ``demo``, as scripts/quickstart.sh and tests/test_demo.py use it)."""
+    path = os.path.relpath(method_of(sweep.trainer).demo_config, REPO)
+    return os.path.splitext(os.path.basename(path))[0], path
+
+
+def plan(protocol, sweep_key, datasets, seeds, shots, out_root, root, extra_opts=(), cfg_override=None, demo=False):
+    """The runs of a sweep (training runs before the evaluations that load them). ``demo``: every run with the
+    trainer's demo config (the offline demo CLIP on SyntheticShapes), one training run per (dataset, shots,
+    seed) even for a sweep with stages (the demo config trains the method's last stage from scratch)."""
     sweep = all_sweeps()[sweep_key]
     settings = sweep.settings(protocol)
     base_opts = list(settings.opts)
     extra_opts = list(extra_opts)
+    stages = () if demo else sweep.stages
     runs = {}
 
     def make(kind, sub, dataset, k, seed, opts, model=None, shots_dir=None, folder=protocol, cfg=None, previous=None,
              stage=""):
-        cfg = cfg or cfg_override or settings.config_for(dataset, k)
+        if demo:
+            cfg, config_file = demo_config(sweep)
+        else:
+            cfg = cfg or cfg_override or settings.config_for(dataset, k)
+            config_file = sweep.config_file(cfg)
         parts = [out_root, folder] + ([sub] if sub else []) + [
             dataset, f"shots_{k if shots_dir is None else shots_dir}", sweep.trainer, cfg, f"seed{seed}"]
         out = os.path.join(*parts)
-        run = Run(protocol, kind, out, root, sweep.trainer, dataset, seed, k, cfg, sweep.config_file(cfg),
+        run = Run(protocol, kind, out, root, sweep.trainer, dataset, seed, k, cfg, config_file,
                   opts + extra_opts, model, out_root, previous, stage)
         return runs.setdefault(out, run)
 
     def train(sub, dataset, k, seed, opts, folder=protocol):
         """The training of (dataset, k, seed): one run, or the chain of the sweep's stages (returns the last)."""
-        if not sweep.stages:
+        if not stages:
             return make("train", sub, dataset, k, seed, opts, folder=folder)
         previous = None
-        for stage in sweep.stages:
+        for stage in stages:
             stage_seed = seed if stage.seeds is None or seed in stage.seeds else stage.seeds[0]
             stage_opts = [o.replace(PREVIOUS_STAGE, previous.out) if previous is not None else o for o in stage.opts]
             run = make("train", sub, dataset, k, stage_seed, opts + stage_opts, folder=folder, cfg=stage.cfg,
@@ -97,7 +115,7 @@ def plan(protocol, sweep_key, datasets, seeds, shots, out_root, root, extra_opts
             previous = run
         return previous
 
-    eval_stage_opts = list(sweep.stages[-1].eval_opts) if sweep.stages else []
+    eval_stage_opts = list(stages[-1].eval_opts) if stages else []
 
     for seed in seeds:
         if protocol == "base2new":

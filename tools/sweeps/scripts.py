@@ -10,6 +10,8 @@ from meta.protocols import (DG_TARGETS, DISPLAY, PROTOCOL_SECTION, PROTOCOLS, TI
 from meta.runs import write_text_atomic
 from tools import REPO
 
+from .plan import DEMO_PROTOCOLS
+
 SCRIPTS_DIR = os.path.join(REPO, "scripts")
 WIDTH = 110
 
@@ -79,6 +81,8 @@ def script_text(sweep, protocol):
     lines += [f"# Usage: DATA=/path/to/datasets bash {path} DATASET... | all  [sweep options] [-- KEY VALUE...]",
               '#   env SEEDS, SHOTS, OUTPUT (default output/), OPTS ("KEY VALUE ..."), CFG, GPUS (0,1,...), JOBS;',
               "#   options: python tools/sweep.py --help (--gpus, --slurm..., --dry-run). Rerun to resume.",
+              *([f"# Offline demo (CPU, no download): DEMO=1 bash {path} synthetic_shapes (the demo configs and CLIP)."]
+                if protocol in DEMO_PROTOCOLS else []),
               f"# Generated from {method_file} by `python tools/sweep.py --write-scripts` (edit that file).",
               f'exec "${{PYTHON:-python3}}" "$(dirname "$0")/../../tools/sweep.py" {protocol} {sweep.key} "$@"']
     return "\n".join(lines) + "\n"
