@@ -354,6 +354,21 @@ def test_parse_results_cli(tmp_path, capsys):
     assert pr.main([str(tmp_path)]) == 1
 
 
+def test_parse_results_reports_datasets_it_does_not_know(tmp_path, capsys):
+    """A user's own dataset (or the demo's) is reported under the name its run record gives, not skipped."""
+    root = tmp_path / "out"
+    for seed, acc in ((1, 80.0), (2, 82.0)):  # a sweep's runs: sweep.json names the dataset, done.json the log
+        folder = root / "base2new" / "train_base" / "my_birds" / "shots_16" / "CoOp" / "vit_b16" / f"seed{seed}"
+        write_log(str(folder), "CoOp", "vit_b16", "my_birds", seed, 16, acc, subsample="base")
+        (folder / "sweep.json").write_text(json.dumps({"dataset": "my_birds", "trainer": "CoOp"}))
+        (folder / "done.json").write_text(json.dumps({"accuracy": acc, "log": "log.txt"}))
+    plain = root / "mine" / "seed1"  # a plain train.py run: the dataset yaml of its log
+    write_log(str(plain), "CoOp", "vit_b16", "pond_frogs", 1, 4, 66.0)
+    assert pr.main([str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "my_birds" in out and "81.00" in out and "pond_frogs" in out and "skipped" not in out
+
+
 def test_published_numbers_are_consistent():
     pub = pr.load_published()
     assert pub and all(src for _, src in pub.values())
