@@ -2,6 +2,7 @@
 (tools/parse_results.py) and plots (tools/plot_results.py)."""
 import contextlib
 import csv
+import glob
 import io
 import json
 import math
@@ -166,6 +167,24 @@ def test_failed_runs_are_not_done_and_a_rerun_does_only_them(tmp_path, monkeypat
     # the same folders with other settings are refused, not silently reused
     code, out, _ = fake_sweep(tmp_path, monkeypatch, "caltech101", "--seeds", "1", "--", "OPTIM.LR", "0.1")
     assert code == 1 and "was made by another command" in out
+
+
+def test_a_run_whose_train_py_still_runs_is_busy_not_started_twice(tmp_path, monkeypatch):
+    """The sweep driver was killed but its train.py child lives on, holding its folder: a rerun skips it."""
+    from meta.run_folder import RunLock
+
+    monkeypatch.setenv("FAKE_FAIL", "caltech101")
+    fake_sweep(tmp_path, monkeypatch, "caltech101", "--seeds", "1")
+    monkeypatch.setenv("FAKE_FAIL", "")
+    train_dir = next(os.path.dirname(p) for p in glob.glob(str(tmp_path / "out" / "**" / "sweep.json"), recursive=True)
+                     if "train_base" in p)
+    child = RunLock(train_dir).acquire()  # stands for the orphaned child (this process: alive)
+    try:
+        code, out, calls = fake_sweep(tmp_path, monkeypatch, "caltech101", "--seeds", "1")
+    finally:
+        child.release()
+    assert code == 1 and f"pid {os.getpid()}" in out and "is still running it" in out
+    assert not [c for c in calls[1:] if c["out"] == train_dir]  # not started a second time
 
 
 def test_slurm_submission(tmp_path, monkeypatch):
