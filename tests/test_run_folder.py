@@ -334,3 +334,15 @@ def test_silent_oddities_are_one_line_errors(setup, tmp_path):
     code, stdout, err = forked(args(setup, str(tmp_path / "capped"), "DATASET.NUM_SHOTS", "100",
                                     "DATASET.CAP_SHOTS", "True", epochs=1))
     assert code == 0 and "use all of them" in stdout, err
+
+
+def test_a_trainer_rule_that_changes_the_epochs_is_a_start_up_warning_and_in_the_summary(setup, tmp_path):
+    root, clip, _ = setup
+    argv = coop_args(root, clip, str(tmp_path / "align"), "TRAINER.MMP.PREC", "fp32", "TRAINER.MMP.TEXT_PROMPT_DEPTH",
+                     "1", "DATASET.NUM_SHOTS", "4", trainer="ALIGN", config="vit_b16_c2_ep5_batch4_2ctx.yaml")
+    code, stdout, err = forked(with_flags(argv, "--no-train"))
+    assert code == 0, err
+    warning = next(line for line in stdout.splitlines() if line.startswith("Warning: OPTIM.MAX_EPOCH 2 -> "))
+    lines = stdout.splitlines()
+    assert lines.index(warning) < lines.index("** Arguments **")  # before the config dump
+    assert lines[-2:] == ["** Run summary: warnings **", warning]
