@@ -133,6 +133,7 @@ def main(args, cfg):
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
     trainer = build_trainer(cfg)
+    RUN_STATE["trainer"] = trainer
     if args.eval_only and not args.model_dir and has_learnable_state(trainer) and not args.untrained:
         raise UserError(f"--eval-only without --model-dir would evaluate {cfg.TRAINER.NAME}'s untrained prompts: "
                         "pass --model-dir DIR (and --load-epoch N), or --untrained to evaluate them on purpose")
@@ -143,7 +144,6 @@ def main(args, cfg):
         discard_log(log_path)  # the folder is another run's: leave no log of ours in it
         raise
     trainer.accepted_signatures = folder.record_run(sig, trainer.get_model_names())
-    RUN_STATE["trainer"] = trainer
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()

@@ -346,3 +346,22 @@ def test_a_trainer_rule_that_changes_the_epochs_is_a_start_up_warning_and_in_the
     lines = stdout.splitlines()
     assert lines.index(warning) < lines.index("** Arguments **")  # before the config dump
     assert lines[-2:] == ["** Run summary: warnings **", warning]
+
+
+def test_a_crash_lands_in_the_log_and_out_of_memory_is_one_line(setup, monkeypatch, tmp_path):
+    import train
+    from engine.trainer import TrainerX
+
+    def crash(self):
+        raise ValueError("a bug, not a user error")
+
+    monkeypatch.setattr(TrainerX, "run_epoch", crash)
+    out = str(tmp_path / "crash")
+    code, _, err = forked(args(setup, out))
+    assert code == 1 and "Traceback" in err
+    log = open(os.path.join(out, "log.txt")).read()
+    assert "Traceback" in log and "ValueError: a bug, not a user error" in log  # stderr is in the log too
+    assert not os.path.exists(os.path.join(out, RUN_LOCK))
+    line = train.failure_message(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+                                              "123 bytes"), None)
+    assert line.startswith("out of memory (DefaultCPUAllocator") and "BATCH_SIZE" in line

@@ -34,7 +34,8 @@ B2N_RUN = os.path.join("base2new", "{}", "{}", "shots_16", "CoOp", "vit_b16_ctxv
 def tiny_opts(clip):
     return ["MODEL.BACKBONE.NAME", "custom", "MODEL.BACKBONE.PATH", clip, "INPUT.SIZE", "(32, 32)",
             "DATALOADER.NUM_WORKERS", "0", "TRAINER.COOP.PREC", "fp32", "OPTIM.MAX_EPOCH", "2",
-            "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "DATALOADER.TEST.BATCH_SIZE", "16"]
+            "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "DATALOADER.TEST.BATCH_SIZE", "16",
+            "DATASET.CAP_SHOTS", "True"]  # the protocol's 16 shots; the fake trees have 4 images per class
 
 
 def run_script(method, protocol, args, env):
