@@ -460,6 +460,8 @@ class SimpleTrainer(TrainerBase):
     def before_train(self):
         directory = self.cfg.RESUME or self.output_dir
         self.start_epoch = self.resume_model_if_exist(directory)
+        if self.start_epoch and self.cfg.TEST.FINAL_MODEL == "best_val":
+            self.best_result = self._saved_best_result(directory)
         self.init_writer(os.path.join(self.output_dir, "tensorboard"))
         self.time_start = time.time()
 
@@ -489,6 +491,15 @@ class SimpleTrainer(TrainerBase):
         if meet_checkpoint_freq or last_epoch or self.cfg.TRAIN.SAVE_RESUME_STATE:
             self.save_model(self.epoch, self.output_dir)
             self._remove_superseded_checkpoints(self.epoch + 1)
+
+    def _saved_best_result(self, directory):
+        """The val result of ``model-best.pth.tar``, so a resumed best_val run replaces it only by a better one."""
+        path = os.path.join(directory, self.get_model_names()[0], "model-best.pth.tar")
+        try:
+            result = load_checkpoint(path).get("val_result") if os.path.isfile(path) else None
+        except UserError:
+            result = None
+        return result if isinstance(result, (int, float)) else -float("inf")
 
     def _remove_superseded_checkpoints(self, current):
         """Delete the files of epochs before ``current`` that were written only so the run could resume (not kept

@@ -365,3 +365,20 @@ def test_a_crash_lands_in_the_log_and_out_of_memory_is_one_line(setup, monkeypat
     line = train.failure_message(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate "
                                               "123 bytes"), None)
     assert line.startswith("out of memory (DefaultCPUAllocator") and "BATCH_SIZE" in line
+
+
+def test_best_val_run_killed_late_resumes_to_the_same_best_model(setup):
+    """TEST.FINAL_MODEL best_val: the resumed run knows the saved best val result, so model-best.pth.tar is
+    replaced only by a better epoch, as in the uninterrupted run."""
+    best = ("TEST.FINAL_MODEL", "best_val")
+    full = os.path.join(setup[2], "best-full")
+    assert forked(args(setup, full, *best, epochs=3))[0] == 0
+    killed = os.path.join(setup[2], "best-killed")
+    assert forked(args(setup, killed, *best, epochs=3), fault="written:model.pth.tar-3")[0] == -signal.SIGKILL
+    code, _, err = forked(args(setup, killed, *best, epochs=3))
+    assert code == 0, err
+    load = lambda out, name: torch.load(os.path.join(out, name), weights_only=False)  # noqa: E731
+    a, b = (load(out, "prompt_learner/model-best.pth.tar") for out in (full, killed))
+    assert a["epoch"] == b["epoch"] and a["val_result"] == b["val_result"]
+    assert torch.equal(a["state_dict"]["ctx"], b["state_dict"]["ctx"])
+    assert torch.equal(load(full, "logits_test.pt")["logits"], load(killed, "logits_test.pt")["logits"])
