@@ -12,6 +12,7 @@ import tempfile
 DONE = "done.json"      # written by the sweep driver once a run has finished with a result
 RECORD = "sweep.json"   # the sweep's record of how a run folder was made
 LOCK = ".sweep.lock"     # held (flock) by the sweep driver while it runs a folder
+COST_FILE = "cost.json"  # written by every run (engine/cost.py): what it cost; the sweep copies it into done.json
 TMP_PREFIX = ".tmp-"     # atomic_write's temporary files; a kill can leave one behind
 
 # fault injection for the tests: VLPROMPT_FAULT_AT="STEP:NAME[#N][=ERRNO]" kills the process (SIGKILL) the N-th
