@@ -1,6 +1,10 @@
 """vlprompt's single entry point; the command line of the CoOp-family train.py, with the same meaning."""
 import argparse
+import errno
+import os
+import signal
 import sys
+import threading
 
 import torch
 
@@ -8,9 +12,13 @@ from engine import build_trainer
 from engine.bundle import is_bundle_file, read_bundle
 from engine.config import (ConfigConflict, all_keys, get_cfg_default, merge_from_file, merge_from_list,
                            merge_from_mapping, peek_yaml_value)
+from engine.run_record import EARLY_KEYS, FolderCheck, check_resume_source, data_fingerprint, run_signature
 from engine.trainer import TRAINER_REGISTRY
 from engine.utils import collect_env_info, set_random_seed, setup_logger
-from engine.utils.tools import UserError
+from engine.utils.logger import restore_stdout, write_to_log
+from engine.utils.tools import UserError, deferred_warnings
+from meta.run_folder import RunLock
+from meta.runs import remove_stale_temporaries
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
@@ -119,26 +127,59 @@ def resolve_config(argv):
     return setup_cfg(build_parser().parse_args(argv))
 
 
-def main(args):
-    cfg = setup_cfg(args)
+def main(args, cfg):
+    """One run in ``cfg.OUTPUT_DIR``, which this process holds locked (``run``)."""
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
-    setup_logger(cfg.OUTPUT_DIR)
+    folder = FolderCheck(cfg.OUTPUT_DIR, overwrite=args.overwrite, resume_anyway=args.resume_anyway)
+    sig = run_signature(cfg, args.eval_only, args.model_dir, args.load_epoch)
+    folder.check(sig, EARLY_KEYS)  # before anything is written into the folder
+    if cfg.RESUME and os.path.abspath(cfg.RESUME) != os.path.abspath(cfg.OUTPUT_DIR):
+        check_resume_source(cfg.RESUME, sig, args.resume_anyway)
+    for path in remove_stale_temporaries(cfg.OUTPUT_DIR):
+        print(f"Removed {path} (left by a killed write)")
+    log_path = setup_logger(cfg.OUTPUT_DIR)
+    for w in RUN_WARNINGS:
+        print(f"Warning: {w}")
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
     print_args(args, cfg)
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
     trainer = build_trainer(cfg)
+    RUN_STATE["trainer"] = trainer
+    if args.eval_only and not args.model_dir and has_learnable_state(trainer) and not args.untrained:
+        raise UserError(f"--eval-only without --model-dir would evaluate {cfg.TRAINER.NAME}'s untrained prompts: "
+                        "pass --model-dir DIR (and --load-epoch N), or --untrained to evaluate them on purpose")
+    sig["data"] = data_fingerprint(trainer.dm.dataset, cfg.DATASET.ROOT)
+    try:
+        folder.check(sig, ["data"])
+    except UserError:
+        discard_log(log_path)  # the folder is another run's: leave no log of ours in it
+        raise
+    trainer.accepted_signatures = folder.record_run(sig, trainer.get_model_names())
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
         trainer.record_cost()
-        return trainer
-    if not args.no_train:
+    elif not args.no_train:
         trainer.train()
+    if RUN_WARNINGS:
+        print("** Run summary: warnings **")
+        for w in RUN_WARNINGS:
+            print(f"Warning: {w}")
     return trainer
+
+
+def has_learnable_state(trainer):
+    return any(p.requires_grad for name in trainer.get_model_names() for p in trainer._models[name].parameters())
+
+
+def discard_log(path):
+    restore_stdout()
+    if path and os.path.isfile(path):
+        os.remove(path)
 
 
 def build_parser():
@@ -160,6 +201,12 @@ def build_parser():
                         "or from a prompt bundle file (tools/export.py; its config is the base of this run's)")
     parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("--untrained", action="store_true", help="with --eval-only and no --model-dir: evaluate "
+                        "the trainer's initial (untrained) prompts on purpose")
+    parser.add_argument("--overwrite", action="store_true", help="the output folder holds a run with other "
+                        "settings: delete its checkpoints and logits and start this run afresh there")
+    parser.add_argument("--resume-anyway", action="store_true", help="the output folder holds a run with other "
+                        "settings: continue from its checkpoints with this command's settings")
     parser.add_argument("--device", type=str, default="", help="accepted for PLOT++'s official command lines and "
                         "ignored: the device is CUDA when available and USE_CUDA is True, else the CPU")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
@@ -167,18 +214,87 @@ def build_parser():
     return parser
 
 
+RUN_WARNINGS = []  # the warnings of the current run (trainer rules in resolve_cfg), shown at start and end
+RUN_STATE = {}     # the current run's trainer, once built (to name its last checkpoint in an error)
+RESOURCE_ERRNOS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only",
+                   errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (e.g. a sweep or a batch system stopping the run), handled as SIGINT."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _kept(trainer):
+    """What a rerun resumes from, for the end of an error line."""
+    last = trainer.last_checkpoint() if trainer is not None else None
+    return (f"the last intact checkpoint is {last}; rerun the same command to resume from it" if last else
+            "no checkpoint was written yet; a rerun starts over")
+
+
+def _is_out_of_memory(e):
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and any(
+        s in str(e) for s in ("out of memory", "can't allocate memory", "Cannot allocate memory")))
+
+
+def failure_message(e, trainer):
+    """One line for an interruption or a resource error (None: a bug, shown with its traceback)."""
+    if isinstance(e, KeyboardInterrupt):
+        what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted (SIGINT)"
+        where = f" in epoch {trainer.epoch + 1}" if trainer is not None and hasattr(trainer, "time_start") else ""
+        return f"{what}{where}; {_kept(trainer)}"
+    if isinstance(e, OSError) and e.errno in RESOURCE_ERRNOS:
+        path = e.filename or "the output folder"
+        return (f"cannot write {path}: {e.strerror} ({RESOURCE_ERRNOS[e.errno]}); free space or fix the folder's "
+                f"permissions, or choose another --output-dir; {_kept(trainer)}")
+    if _is_out_of_memory(e):
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return (f"out of memory ({first[:160]}); lower DATALOADER.TRAIN_X.BATCH_SIZE or DATALOADER.TEST.BATCH_SIZE, "
+                f"or use PREC amp/fp16; {_kept(trainer)}")
+    return None
+
+
+def _fail(line, code):
+    """The error on stderr, after everything printed so far, and as the last line of the run's log."""
+    sys.stdout.flush()
+    write_to_log(f"error: {line}")
+    restore_stdout()
+    print(f"error: {line}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
 def run(argv=None):
-    """Parse ``argv`` and run; a user error ends with one line on stderr and exit status 2."""
+    """Parse ``argv`` and run; a user error, an interruption or a resource error (disk full, read-only
+    folder, out of memory) ends with one line on stderr (also the last line of log.txt) and exit status 2
+    (130 for SIGINT/SIGTERM). The output folder is locked for the whole run and released on any exit."""
     args = build_parser().parse_args(argv)
+    RUN_WARNINGS.clear()
+    RUN_STATE.clear()
+    lock = None
+    previous_sigterm = None
+    if threading.current_thread() is threading.main_thread():
+        previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return main(args)
+        with deferred_warnings() as warnings:
+            cfg = setup_cfg(args)
+        RUN_WARNINGS.extend(warnings)
+        lock = RunLock(cfg.OUTPUT_DIR).acquire()
+        return main(args, cfg)
     except UserError as e:
-        log = getattr(sys.stdout, "file", None)  # the run's log.txt, when the logger is set up
-        if log is not None:
-            log.write(f"error: {e}\n")  # a failed run's log ends with its error
-            log.flush()
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(e), 2)
+    except (KeyboardInterrupt, OSError, MemoryError, RuntimeError) as e:
+        line = failure_message(e, RUN_STATE.get("trainer"))
+        if line is None:
+            raise
+        _fail(line, 130 if isinstance(e, KeyboardInterrupt) else 2)
+    finally:
+        if lock is not None:
+            lock.release()
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from engine.data.datasets import DatasetBase, Datum, subsample_classes
+from engine.data.datasets.base_dataset import check_enough_shots, check_num_shots
 from engine.utils.io import listdir_nohidden, read_json, write_json
 from engine.utils.tools import UserError
 
@@ -373,6 +374,8 @@ class BenchmarkDataset(DatasetBase):
         require(self.dataset_dir, f"{type(self).__name__} folder", self.prepare_key, self.root)
         require(self.image_dir, f"{type(self).__name__} image folder", self.prepare_key, self.root)
         num_shots = cfg.DATASET.NUM_SHOTS
+        check_num_shots(num_shots)
+        self.cap_shots = cfg.DATASET.CAP_SHOTS
         try:
             os.makedirs(self.split_fewshot_dir, exist_ok=True)
         except OSError as e:
@@ -421,6 +424,8 @@ class BenchmarkDataset(DatasetBase):
 
     def fewshot(self, train, val, num_shots, seed):
         """Train with K shots then val with min(K, 4), through the cache (docs/design/datasets.md §5)."""
+        check_enough_shots(train, num_shots, f"the {type(self).__name__} training split",
+                           getattr(self, "cap_shots", False))
         cache_path = os.path.join(self.split_fewshot_dir, f"shot_{num_shots}-seed_{seed}.json")
         sources = OrderedDict(train=(train, num_shots))
         if not self.val_is_test:

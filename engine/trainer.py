@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from meta.runs import write_text_atomic
+from meta.run_folder import WAYS_OUT
+from meta.runs import fault_point, write_text_atomic
 
 from .bundle import read_bundle
 from .checkpoint import checkpoint_file_name, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
@@ -31,6 +32,7 @@ from .data import DataManager
 from .evaluation import build_evaluator, compute_accuracy
 from .registry import Registry
 from .utils.io import atomic_write
+from .utils.logger import console_stderr
 from .utils.tools import AverageMeter, MetricMeter, UserError
 
 TRAINER_REGISTRY = Registry("trainer")
@@ -93,6 +95,8 @@ class TrainerBase:
             if self.scaler is not None:
                 state["scaler"] = self.scaler.state_dict()
             state.update(self.checkpoint_extras())
+            if self.accepted_signatures:
+                state["run_signature"] = self.accepted_signatures[0]
             save_checkpoint(state, os.path.join(directory, name), is_best=is_best, model_name=model_name)
 
     def checkpoint_state_dict(self, name):
@@ -113,21 +117,32 @@ class TrainerBase:
         """Hook: refuse a bundle written for another trainer or CLIP (one-line ``UserError``)."""
 
     def resume_model_if_exist(self, directory):
+        """Resume from the newest epoch whose checkpoint loads for every registered model. The ``checkpoint``
+        pointer is not needed: a kill at any step of a save (docs/design/engine.md §6.4) leaves either the
+        previous epoch's files or the new one, both complete (atomic renames), and a file that does not load is
+        skipped. The pointer is repaired and superseded resume files removed, so the folder ends as an
+        uninterrupted run's."""
         names = self.get_model_names()
         if not names or not all(os.path.isdir(os.path.join(directory, n)) for n in names):
             print("No checkpoint found, train from scratch")
             return 0
+        epochs = [set(_checkpoint_epochs(os.path.join(directory, n))) for n in names]
+        candidates = sorted(set.intersection(*epochs), reverse=True)
+        if not candidates:
+            print("No checkpoint found, train from scratch")
+            return 0
         print(f"Found checkpoint at {directory} (will resume training)")
-        start_epoch = 0
-        for name in names:
-            path = os.path.join(directory, name)
-            pointer = os.path.join(path, "checkpoint")
-            if not os.path.isfile(pointer):
-                raise UserError(f"{path} has no 'checkpoint' file; delete the folder or pass another --output-dir")
-            with open(pointer) as f:
-                fpath = os.path.join(path, f.readline().strip())
+        for epoch in candidates:
+            loaded = self._load_resume_files(directory, names, epoch)
+            if loaded is not None:
+                break
+        else:
+            print(f"Warning: no checkpoint under {directory} loads (damaged files); train from scratch")
+            return 0
+        for name, (fpath, checkpoint) in loaded.items():
+            self._check_run_signature(fpath, checkpoint)
+        for name, (fpath, checkpoint) in loaded.items():
             print(f'Loading checkpoint from "{fpath}"')
-            checkpoint = load_checkpoint(fpath)
             self.load_state_dict_checked(name, checkpoint["state_dict"], ignored=())
             print("Loaded model weights")
             if self._optims[name] is not None and checkpoint.get("optimizer"):
@@ -140,9 +155,37 @@ class TrainerBase:
                 self.scaler.load_state_dict(checkpoint["scaler"])
             if checkpoint.get("rng_state") is not None:
                 set_rng_state(checkpoint["rng_state"])
-            start_epoch = checkpoint["epoch"]
-            print(f"Previous epoch: {start_epoch}")
-        return start_epoch
+            print(f"Previous epoch: {epoch}")
+            _repair_pointer(os.path.dirname(fpath), os.path.basename(fpath))
+        if directory == getattr(self, "output_dir", None):
+            self._remove_superseded_checkpoints(epoch)
+        return epoch
+
+    def _load_resume_files(self, directory, names, epoch):
+        """{name: (path, checkpoint)} for ``epoch``, or None when one of the files does not load."""
+        loaded = {}
+        for name in names:
+            fpath = os.path.join(directory, name, checkpoint_file_name(epoch))
+            try:
+                checkpoint = load_checkpoint(fpath)
+            except UserError as e:
+                print(f"Warning: skipping {fpath}: {e}")
+                return None
+            if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+                print(f"Warning: skipping {fpath}: not a checkpoint")
+                return None
+            loaded[name] = (fpath, checkpoint)
+        return loaded
+
+    # signature hashes (engine/run_record.py) of the runs whose checkpoints this run may resume; None: no check
+    accepted_signatures = None
+
+    def _check_run_signature(self, fpath, checkpoint):
+        written_by = checkpoint.get("run_signature")
+        if self.accepted_signatures is None or written_by is None or written_by in self.accepted_signatures:
+            return
+        raise UserError(f"{fpath} was written by a run with other settings (signature {written_by}, this run "
+                        f"{self.accepted_signatures[0]}): {WAYS_OUT}")
 
     # keys of a checkpoint that are rebuilt for the current classes and so never loaded (docs/design/engine.md §6.5)
     checkpoint_ignored_keys = ()
@@ -226,8 +269,9 @@ class TrainerBase:
         """One line: where it happened, the precision, the likely cause, and what is kept to resume from."""
         where = f"epoch {getattr(self, 'epoch', 0) + 1}, batch {getattr(self, 'batch_idx', 0) + 1}"
         kept = self.last_checkpoint()
-        kept = (f"the last complete checkpoint {kept} is kept; rerun with the fix and the same --output-dir to "
-                "resume from it" if kept else "no epoch had completed, so a rerun with the fix starts over")
+        kept = (f"the last complete checkpoint {kept} is kept; rerun with the fix, the same --output-dir and "
+                "--resume-anyway to resume from it" if kept else
+                "no epoch had completed, so a rerun with the fix starts over")
         return (f"{what} became NaN or inf at {where} (PREC {getattr(self, 'prec', 'fp32')}): "
                 f"{self.nonfinite_hint()}; {kept}")
 
@@ -238,18 +282,14 @@ class TrainerBase:
         return "a too high learning rate or a bad input is the usual cause; lower OPTIM.LR or check the data"
 
     def last_checkpoint(self):
-        """The file the first registered model's ``checkpoint`` pointer names in the output folder, or None."""
+        """The newest complete checkpoint file of the first registered model in the output folder, or None."""
         names = self.get_model_names()
         directory = getattr(self, "output_dir", "")
         if not names or not directory:
             return None
-        pointer = os.path.join(directory, names[0], "checkpoint")
-        try:
-            with open(pointer) as f:
-                path = os.path.join(directory, names[0], f.readline().strip())
-        except OSError:
-            return None
-        return path if os.path.isfile(path) else None
+        folder = os.path.join(directory, names[0])
+        epochs = _checkpoint_epochs(folder)
+        return os.path.join(folder, checkpoint_file_name(max(epochs))) if epochs else None
 
     def init_writer(self, log_dir):
         if self.__dict__.get("_writer") is None:
@@ -347,6 +387,33 @@ class TrainerBase:
         self.model_backward(loss)
         self.adjust_gradients()
         self.model_update(names)
+
+
+CHECKPOINT_PREFIX = checkpoint_file_name("")  # "model.pth.tar-"
+
+
+def _checkpoint_epochs(folder):
+    """The epochs N of the ``model.pth.tar-N`` files in ``folder``."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return [int(n[len(CHECKPOINT_PREFIX):]) for n in names
+            if n.startswith(CHECKPOINT_PREFIX) and n[len(CHECKPOINT_PREFIX):].isdigit()]
+
+
+def _repair_pointer(folder, fname):
+    """Make ``checkpoint`` name the file resumed from (a kill may have come between the file and its pointer)."""
+    pointer = os.path.join(folder, "checkpoint")
+    try:
+        with open(pointer) as f:
+            if f.readline().strip() == fname:
+                return
+    except OSError:
+        pass
+    with atomic_write(pointer, "w") as f:
+        f.write(f"{fname}\n")
+    print(f"Checkpoint pointer {pointer} set to {fname}")
 
 
 class ClassNamesOnly:
@@ -467,6 +534,8 @@ class SimpleTrainer(TrainerBase):
         # the resolved config, which predict.py and tools/export.py rebuild the model from
         write_text_atomic(os.path.join(self.output_dir, "config.yaml"), self.cfg.dump())
         self.start_epoch = self.resume_model_if_exist(directory)
+        if self.start_epoch and self.cfg.TEST.FINAL_MODEL == "best_val":
+            self.best_result = self._saved_best_result(directory)
         self.init_writer(os.path.join(self.output_dir, "tensorboard"))
         self.time_start = time.time()
         self.cost.start("train")
@@ -498,18 +567,28 @@ class SimpleTrainer(TrainerBase):
                 self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
         if meet_checkpoint_freq or last_epoch or self.cfg.TRAIN.SAVE_RESUME_STATE:
             self.save_model(self.epoch, self.output_dir)
-            self._remove_superseded_checkpoint(self.epoch)
+            self._remove_superseded_checkpoints(self.epoch + 1)
 
-    def _remove_superseded_checkpoint(self, epoch):
-        """Delete the previous epoch's file if it was written only so the run could resume."""
-        previous = epoch  # file number of the epoch before this one (files are numbered epoch+1)
+    def _saved_best_result(self, directory):
+        """The val result of ``model-best.pth.tar``, so a resumed best_val run replaces it only by a better one."""
+        path = os.path.join(directory, self.get_model_names()[0], "model-best.pth.tar")
+        try:
+            result = load_checkpoint(path).get("val_result") if os.path.isfile(path) else None
+        except UserError:
+            result = None
+        return result if isinstance(result, (int, float)) else -float("inf")
+
+    def _remove_superseded_checkpoints(self, current):
+        """Delete the files of epochs before ``current`` that were written only so the run could resume (not kept
+        by CHECKPOINT_FREQ); a kill between a save and this leaves one, which the resumed run removes."""
         freq = self.cfg.TRAIN.CHECKPOINT_FREQ
-        if previous < 1 or (freq > 0 and previous % freq == 0):
-            return
         for name in self.get_model_names():
-            path = os.path.join(self.output_dir, name, f"model.pth.tar-{previous}")
-            if os.path.isfile(path):
-                os.remove(path)
+            folder = os.path.join(self.output_dir, name)
+            for epoch in _checkpoint_epochs(folder):
+                if epoch < current and not (freq > 0 and epoch % freq == 0):
+                    path = os.path.join(folder, checkpoint_file_name(epoch))
+                    os.remove(path)
+                    fault_point("removed", path)
 
     @torch.no_grad()
     def test(self, split=None):
@@ -528,7 +607,8 @@ class SimpleTrainer(TrainerBase):
         save = self.cfg.TEST.SAVE_LOGITS
         all_logits, all_labels, all_paths = [], [], []
         images = 0
-        for batch in tqdm(data_loader, disable=not _show_progress(), desc=f"test ({split})"):
+        for batch in tqdm(data_loader, disable=not _show_progress(), desc=f"test ({split})",
+                          file=console_stderr()):
             input, label = self.parse_batch_test(batch)
             output = self.model_inference(input)
             self.evaluator.process(output, label)
@@ -582,7 +662,7 @@ class TrainerX(SimpleTrainer):
         skipped_before = self.skipped_steps
         images = 0
         self.cost.start("epoch")
-        bar = tqdm(total=self.num_batches, disable=not _show_progress(), leave=False,
+        bar = tqdm(total=self.num_batches, disable=not _show_progress(), leave=False, file=console_stderr(),
                    desc=f"epoch {self.epoch + 1}/{self.max_epoch}")
         for self.batch_idx, batch in enumerate(self.train_loader_x):
             data_time.update(time.time() - end)

@@ -76,9 +76,16 @@ def read_openai_state_dict(path):
     except (RuntimeError, ValueError):
         pass
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols of a file we refuse anyway
+            sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise UserError(f"cannot read CLIP weights from {path}: {str(e).splitlines()[0]}") from e
+        # never torch's advice to retry with weights_only=False: that would run code from an untrusted file
+        why = ("it holds pickled Python objects besides tensors, which are not loaded (unpickling them could run "
+               "code)" if "weights_only" in str(e) or "Unsupported global" in str(e) else
+               f"not a TorchScript archive or a PyTorch file of tensors ({type(e).__name__})")
+        raise UserError(f"cannot read CLIP weights from {path}: {why}; expected OpenAI's CLIP .pt file or a "
+                        "state dict of tensors with its key names") from e
     if isinstance(sd, dict) and "state_dict" in sd:
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or "token_embedding.weight" not in {k.replace("module.", "", 1) for k in sd}:

@@ -210,8 +210,8 @@ def test_exact_speedups_keep_the_logits(trainer, caltech_root, tiny_clip, tmp_pa
     args = (lambda out, *x: _sep_args(caltech_root, tiny_clip, out, *x)) if trainer == "SEP" else (
         lambda out, *x: _args(trainer, caltech_root, tiny_clip, out, *x))
     fast, slow = str(tmp_path / "fast"), str(tmp_path / "slow")
-    run_train(with_flags(args(fast), "--eval-only"))
-    run_train(with_flags(args(slow, *UPSTREAM_TEXT_PATH), "--eval-only"))
+    run_train(with_flags(args(fast), "--eval-only", "--untrained"))
+    run_train(with_flags(args(slow, *UPSTREAM_TEXT_PATH), "--eval-only", "--untrained"))
     a, b = saved_logits(fast)["logits"], saved_logits(slow)["logits"]
     assert torch.allclose(a, b, atol=1e-4) and torch.equal(a.argmax(1), b.argmax(1))
 

@@ -448,7 +448,7 @@ def test_align_reports_both_ot_levels(tiny_clip, caltech_root, tmp_path, capsys)
                      "TRAINER.MMP.FEWSHOT_EPOCH_OVERRIDE", "False", "TRAINER.MMP.TEXT_PROMPT_DEPTH", "2",
                      "TEST.OT_DIAGNOSTICS", "True", trainer="ALIGN",
                      config="vit_b16_c2_ep5_batch4_2ctx.yaml")
-    trainer = run_train(["--eval-only"] + args)
+    trainer = run_train(["--eval-only", "--untrained"] + args)
     out = capsys.readouterr().out
     assert "OT diagnostics (prompt level)" in out and "OT diagnostics (token level)" in out
     summary = trainer.ot_diagnostics_summary

@@ -2,6 +2,7 @@
 (tools/parse_results.py) and plots (tools/plot_results.py)."""
 import contextlib
 import csv
+import glob
 import io
 import json
 import math
@@ -33,7 +34,8 @@ B2N_RUN = os.path.join("base2new", "{}", "{}", "shots_16", "CoOp", "vit_b16_ctxv
 def tiny_opts(clip):
     return ["MODEL.BACKBONE.NAME", "custom", "MODEL.BACKBONE.PATH", clip, "INPUT.SIZE", "(32, 32)",
             "DATALOADER.NUM_WORKERS", "0", "TRAINER.COOP.PREC", "fp32", "OPTIM.MAX_EPOCH", "2",
-            "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "DATALOADER.TEST.BATCH_SIZE", "16"]
+            "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "DATALOADER.TEST.BATCH_SIZE", "16",
+            "DATASET.CAP_SHOTS", "True"]  # the protocol's 16 shots; the fake trees have 4 images per class
 
 
 def run_script(method, protocol, args, env):
@@ -166,6 +168,24 @@ def test_failed_runs_are_not_done_and_a_rerun_does_only_them(tmp_path, monkeypat
     # the same folders with other settings are refused, not silently reused
     code, out, _ = fake_sweep(tmp_path, monkeypatch, "caltech101", "--seeds", "1", "--", "OPTIM.LR", "0.1")
     assert code == 1 and "was made by another command" in out
+
+
+def test_a_run_whose_train_py_still_runs_is_busy_not_started_twice(tmp_path, monkeypatch):
+    """The sweep driver was killed but its train.py child lives on, holding its folder: a rerun skips it."""
+    from meta.run_folder import RunLock
+
+    monkeypatch.setenv("FAKE_FAIL", "caltech101")
+    fake_sweep(tmp_path, monkeypatch, "caltech101", "--seeds", "1")
+    monkeypatch.setenv("FAKE_FAIL", "")
+    train_dir = next(os.path.dirname(p) for p in glob.glob(str(tmp_path / "out" / "**" / "sweep.json"), recursive=True)
+                     if "train_base" in p)
+    child = RunLock(train_dir).acquire()  # stands for the orphaned child (this process: alive)
+    try:
+        code, out, calls = fake_sweep(tmp_path, monkeypatch, "caltech101", "--seeds", "1")
+    finally:
+        child.release()
+    assert code == 1 and f"pid {os.getpid()}" in out and "is still running it" in out
+    assert not [c for c in calls[1:] if c["out"] == train_dir]  # not started a second time
 
 
 def test_slurm_submission(tmp_path, monkeypatch):
@@ -373,6 +393,21 @@ def test_parse_results_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("**Base-to-new") and "| Average | MaPLe | 89.25 | 77.00 | 82.67 |" in out
     assert pr.main([str(tmp_path)]) == 1
+
+
+def test_parse_results_reports_datasets_it_does_not_know(tmp_path, capsys):
+    """A user's own dataset (or the demo's) is reported under the name its run record gives, not skipped."""
+    root = tmp_path / "out"
+    for seed, acc in ((1, 80.0), (2, 82.0)):  # a sweep's runs: sweep.json names the dataset, done.json the log
+        folder = root / "base2new" / "train_base" / "my_birds" / "shots_16" / "CoOp" / "vit_b16" / f"seed{seed}"
+        write_log(str(folder), "CoOp", "vit_b16", "my_birds", seed, 16, acc, subsample="base")
+        (folder / "sweep.json").write_text(json.dumps({"dataset": "my_birds", "trainer": "CoOp"}))
+        (folder / "done.json").write_text(json.dumps({"accuracy": acc, "log": "log.txt"}))
+    plain = root / "mine" / "seed1"  # a plain train.py run: the dataset yaml of its log
+    write_log(str(plain), "CoOp", "vit_b16", "pond_frogs", 1, 4, 66.0)
+    assert pr.main([str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "my_birds" in out and "81.00" in out and "pond_frogs" in out and "skipped" not in out
 
 
 def test_published_numbers_are_consistent():

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from engine import TRAINER_REGISTRY
-from engine.utils.tools import UserError
+from engine.utils.tools import UserError, warn
 from models import tokenize
 from models.clip import check_depth, require_vit
 from models.deep_prompts import add_coupled_prompts, coupled_visual_prompts, deep_prompt_hook, rename_official_keys
@@ -287,9 +287,9 @@ class ALIGN(OTDiagnosticsHooks, PromptTrainer):
         if c.FEWSHOT_EPOCH_OVERRIDE and cfg.DATASET.SUBSAMPLE_CLASSES == "all":
             epochs = fewshot_epochs(cfg.DATASET.NUM_SHOTS, cfg.DATASET.NAME)
             if epochs != cfg.OPTIM.MAX_EPOCH:
-                print(f"Warning: OPTIM.MAX_EPOCH {cfg.OPTIM.MAX_EPOCH} -> {epochs}: the official ALIGN train.py sets "
-                      "the epochs from the shots when DATASET.SUBSAMPLE_CLASSES is 'all' "
-                      "(TRAINER.MMP.FEWSHOT_EPOCH_OVERRIDE False keeps OPTIM.MAX_EPOCH)")
+                warn(f"OPTIM.MAX_EPOCH {cfg.OPTIM.MAX_EPOCH} -> {epochs}: the official ALIGN train.py sets "
+                     "the epochs from the shots when DATASET.SUBSAMPLE_CLASSES is 'all' "
+                     "(TRAINER.MMP.FEWSHOT_EPOCH_OVERRIDE False keeps OPTIM.MAX_EPOCH)")
                 cfg.OPTIM.MAX_EPOCH = epochs
 
     def check_cfg(self, cfg):

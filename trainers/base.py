@@ -75,7 +75,7 @@ class PromptTrainer(TrainerX):
         clip_model = load_clip(backbone.NAME, backbone.PATH, self.clip_precision, self.device)
         resolution = clip_model.visual.image_size
         resolution = resolution[0] if isinstance(resolution, (tuple, list)) else resolution
-        if self.cfg.INPUT.SIZE[0] != resolution:
+        if tuple(self.cfg.INPUT.SIZE) != (resolution, resolution):
             raise UserError(f"INPUT.SIZE is {tuple(self.cfg.INPUT.SIZE)} but {backbone.NAME} takes "
                             f"{resolution}x{resolution} images; set INPUT.SIZE ({resolution}, {resolution})")
         return clip_model

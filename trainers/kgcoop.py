@@ -8,6 +8,7 @@ identical values in fp16 mode, docs/design/baselines.md Q10).
 import torch.nn.functional as F
 
 from engine import TRAINER_REGISTRY
+from engine.utils.tools import warn
 from models.prompted_clip import consistency_loss, normalize, template_text_features
 from models.templates import dataset_template
 
@@ -39,12 +40,12 @@ class KgCoOp(CoOp):
         """As upstream: any CTX_INIT means "a photo of a", and the class token is always at the end."""
         node = cfg.TRAINER.COOP
         if node.CTX_INIT and node.CTX_INIT != KG_CTX_INIT:
-            print(f"Warning: TRAINER.COOP.CTX_INIT {node.CTX_INIT!r} -> {KG_CTX_INIT!r}: KgCoOp initialises from "
-                  "this phrase whenever CTX_INIT is set (docs/design/baselines.md Q9)")
+            warn(f"TRAINER.COOP.CTX_INIT {node.CTX_INIT!r} -> {KG_CTX_INIT!r}: KgCoOp initialises from "
+                 "this phrase whenever CTX_INIT is set (docs/design/baselines.md Q9)")
             node.CTX_INIT = KG_CTX_INIT
         if node.CLASS_TOKEN_POSITION != "end":
-            print(f"Warning: TRAINER.COOP.CLASS_TOKEN_POSITION {node.CLASS_TOKEN_POSITION!r} -> 'end': KgCoOp "
-                  "ignores the key")
+            warn(f"TRAINER.COOP.CLASS_TOKEN_POSITION {node.CLASS_TOKEN_POSITION!r} -> 'end': KgCoOp "
+                 "ignores the key")
             node.CLASS_TOKEN_POSITION = "end"
 
     def build_model(self):

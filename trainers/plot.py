@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from engine import TRAINER_REGISTRY
 from engine.checkpoint import load_checkpoint
-from engine.utils.tools import UserError
+from engine.utils.tools import UserError, warn
 from models import tokenize
 from models.clip import bpe_length, require_vit
 from models.encoders import SharedPrefix
@@ -65,10 +65,10 @@ def resolve_official_schedule(cfg, node):
            "False keeps the config's value)")
     epochs = official_schedule(cfg.DATASET.NUM_SHOTS, cfg.DATASET.NAME)
     if cfg.OPTIM.MAX_EPOCH != epochs:
-        print(f"Warning: OPTIM.MAX_EPOCH {cfg.OPTIM.MAX_EPOCH} -> {epochs}: {why}")
+        warn(f"OPTIM.MAX_EPOCH {cfg.OPTIM.MAX_EPOCH} -> {epochs}: {why}")
         cfg.OPTIM.MAX_EPOCH = epochs
     if cfg.DATASET.NAME in SMALL_BATCH_DATASETS and cfg.DATALOADER.TRAIN_X.BATCH_SIZE != 32:
-        print(f"Warning: DATALOADER.TRAIN_X.BATCH_SIZE {cfg.DATALOADER.TRAIN_X.BATCH_SIZE} -> 32: {why}")
+        warn(f"DATALOADER.TRAIN_X.BATCH_SIZE {cfg.DATALOADER.TRAIN_X.BATCH_SIZE} -> 32: {why}")
         cfg.DATALOADER.TRAIN_X.BATCH_SIZE = 32
 
 

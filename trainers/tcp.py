@@ -26,7 +26,7 @@ from open_clip.transformer import QuickGELU
 
 from engine import TRAINER_REGISTRY
 from engine.config import add_config_node
-from engine.utils.tools import UserError
+from engine.utils.tools import UserError, warn
 from models.clip import bpe_length, tokenize
 from models.prompted_clip import PromptedCLIP, consistency_loss, normalize, template_text_features
 from models.prompts import ClassPromptLearner, init_context
@@ -192,13 +192,13 @@ class TCP(PromptTrainer):
     def resolve_cfg(cls, cfg):
         node = cfg.TRAINER.COOP
         if node.CLASS_TOKEN_POSITION != "end":
-            print(f"Warning: TRAINER.COOP.CLASS_TOKEN_POSITION {node.CLASS_TOKEN_POSITION!r} -> 'end': TCP ignores "
-                  "the key (docs/design/tcp.md Q8)")
+            warn(f"TRAINER.COOP.CLASS_TOKEN_POSITION {node.CLASS_TOKEN_POSITION!r} -> 'end': TCP ignores "
+                 "the key (docs/design/tcp.md Q8)")
             node.CLASS_TOKEN_POSITION = "end"
         epochs = EPOCH_OVERRIDE_DATASETS.get(cfg.DATASET.NAME)
         if cfg.TRAINER.TCP.EPOCH_OVERRIDE and epochs is not None and cfg.OPTIM.MAX_EPOCH != epochs:
-            print(f"Warning: OPTIM.MAX_EPOCH {cfg.OPTIM.MAX_EPOCH} -> {epochs}: the official TCP train.py trains "
-                  f"{cfg.DATASET.NAME} for {epochs} epochs (TRAINER.TCP.EPOCH_OVERRIDE False keeps OPTIM.MAX_EPOCH)")
+            warn(f"OPTIM.MAX_EPOCH {cfg.OPTIM.MAX_EPOCH} -> {epochs}: the official TCP train.py trains "
+                 f"{cfg.DATASET.NAME} for {epochs} epochs (TRAINER.TCP.EPOCH_OVERRIDE False keeps OPTIM.MAX_EPOCH)")
             cfg.OPTIM.MAX_EPOCH = epochs
 
     def check_cfg(self, cfg):

@@ -39,6 +39,9 @@ _C.DATASET.SOURCE_DOMAINS = ()
 _C.DATASET.TARGET_DOMAINS = ()
 _C.DATASET.NUM_LABELED = -1
 _C.DATASET.NUM_SHOTS = -1
+# vlprompt: a class with fewer training images than NUM_SHOTS is an error (False) or uses all of them, with a
+# warning naming the short classes (True: Dassl's silent behaviour, made visible)
+_C.DATASET.CAP_SHOTS = False
 _C.DATASET.VAL_PERCENT = 0.1
 _C.DATASET.STL10_FOLD = -1
 _C.DATASET.CIFAR_C_TYPE = ""

@@ -1,3 +1,4 @@
+import contextlib
 import random
 from collections import defaultdict
 
@@ -58,3 +59,26 @@ class MetricMeter:
 
     def __str__(self):
         return self.delimiter.join(f"{name} {m.val:.4f} ({m.avg:.4f})" for name, m in self.meters.items())
+
+
+_deferred_warnings = None
+
+
+def warn(message):
+    """A value the run changed or ignored that the user must see (e.g. a trainer's epoch rule in
+    ``resolve_cfg``): printed as "Warning: ..." now, or, inside ``deferred_warnings``, collected so that
+    train.py prints it at start-up, before the config dump, and again in the run summary."""
+    if _deferred_warnings is not None:
+        _deferred_warnings.append(message)
+    else:
+        print(f"Warning: {message}")
+
+
+@contextlib.contextmanager
+def deferred_warnings():
+    global _deferred_warnings
+    previous, _deferred_warnings = _deferred_warnings, []
+    try:
+        yield _deferred_warnings
+    finally:
+        _deferred_warnings = previous

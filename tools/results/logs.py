@@ -4,7 +4,9 @@ A run's trainer, config, dataset, seed, shots and class subset come from the log
 blocks (falling back on the folder names of the CoOp-family layouts); its accuracy is the last
 ``* accuracy: X%`` after ``Finish training`` (``Finished training`` in Dassl <= 0.6.0), or after the last
 result block of an evaluation-only log; one or two decimals both read. A folder made by tools/sweep.py
-counts only once its done.json marker exists."""
+counts only once its done.json marker exists. A dataset the tables do not know (one a user registered) is
+reported under the name its run record gives (the sweep's sweep.json, else the dataset yaml or DATASET.NAME
+of the log)."""
 import os
 import re
 from dataclasses import dataclass, field
@@ -105,7 +107,8 @@ def parse_int(text):
         return None
 
 
-def record_from_log(folder, log, parts):
+def record_from_log(folder, log, parts, recorded_dataset=None):
+    """``recorded_dataset``: the dataset the sweep's run record names (its yaml key)."""
     try:
         info = read_log(os.path.join(folder, log))
     except OSError:
@@ -120,6 +123,9 @@ def record_from_log(folder, log, parts):
         dataset = NAME_TO_KEY.get(c.get("DATASET.NAME", ""), "")
     if not dataset:
         dataset = next((p for p in reversed(parts) if p in DISPLAY), "")
+    if not dataset:  # a dataset the tables do not know (the user's own): its name from the run record
+        dataset = (recorded_dataset or _stem(a.get("dataset_config_file", ""))
+                   or c.get("DATASET.NAME", "").strip("'\""))
     seed = parse_int(a.get("seed"))
     if seed is None or seed < 0:
         seed = parse_int(c.get("SEED"))
@@ -161,7 +167,9 @@ def find_records(root):
         if not logs:
             continue
         parts = os.path.relpath(folder, anchor).split(os.sep)
+        sweep_record = {}
         if RECORD in files:  # a sweep's run: only the log its done.json names counts
+            sweep_record = read_json(os.path.join(folder, RECORD)) or {}
             done = read_json(os.path.join(folder, DONE))
             if not isinstance(done, dict) or "log" not in done:
                 skipped.append(folder)
@@ -169,7 +177,7 @@ def find_records(root):
             logs = [done["log"]]
         rec = None
         for log in reversed(logs):  # the latest log with a result ("log.txt" sorts first)
-            rec = record_from_log(folder, log, parts)
+            rec = record_from_log(folder, log, parts, sweep_record.get("dataset"))
             if rec is not None:
                 break
         if rec is None:

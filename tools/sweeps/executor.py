@@ -1,11 +1,13 @@
 """The local queue: runs spread over slots (one run per GPU at a time, or N at once on the CPU), each
 evaluation after the training run it loads and each chained training run after its previous stage
-(``Run.depends_on``), every run folder locked while it runs."""
+(``Run.depends_on``), every run folder locked while it runs: the driver's flock on .sweep.lock, and train.py's
+own lock on the folder (meta/run_folder.py), which outlives a killed driver, so a rerun starts no second writer."""
 import fcntl
 import os
 import sys
 import time
 
+from meta.run_folder import lock_holder
 from meta.runs import LOCK
 from tools.train_config import ConfigError
 
@@ -123,6 +125,12 @@ class Executor:
         if is_done(r):  # finished by another sweep meanwhile
             os.close(fd)
             self.status[r.out] = "done"
+            return None
+        holder = lock_holder(r.out)  # train.py holds its folder: e.g. the child of a killed sweep still runs
+        if holder is not None:
+            os.close(fd)
+            self.fail(r, "busy", f"train.py (pid {holder.get('pid')} on {holder.get('host')}) is still running it")
+            self.say(f"[{k}/{n}] busy {r.name}: {self.messages[r.out]}")
             return None
         HELD_LOCKS.add(fd)
         gpu = self.gpus[slot % len(self.gpus)] if self.gpus else None

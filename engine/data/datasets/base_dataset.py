@@ -55,6 +55,9 @@ class DatasetBase:
         self._train_u = train_u
         self._val = val
         self._test = test
+        if not train_x:
+            raise UserError(f"{type(self).__name__}: the training split has no images, so there are no classes "
+                            "(an empty split file or image folder, or DATASET.SUBSAMPLE_CLASSES on too few classes)")
         self._num_classes = self.get_num_classes(train_x)
         self._lab2cname, self._classnames = self.get_lab2cname(train_x)
 
@@ -110,6 +113,34 @@ class DatasetBase:
                     dataset.extend(items)
             output.append(dataset)
         return output[0] if len(output) == 1 else output
+
+
+def check_num_shots(num_shots):
+    """DATASET.NUM_SHOTS: K >= 1 images per class, or -1 / 0 for all of them (Dassl's "< 1")."""
+    if num_shots < -1:
+        raise UserError(f"DATASET.NUM_SHOTS must be a positive number of images per class, or -1 for all of "
+                        f"them, got {num_shots}")
+
+
+def check_enough_shots(items, num_shots, what, cap=False):
+    """Every class of ``items`` must have ``num_shots`` images: an error naming the counts, or with ``cap`` a
+    warning naming the short classes (which then use all their images, as Dassl does silently)."""
+    counts = defaultdict(int)
+    names = {}
+    for item in items:
+        counts[item.label] += 1
+        names[item.label] = item.classname
+    short = sorted((n, names[label]) for label, n in counts.items() if n < num_shots)
+    if not short:
+        return
+    listed = ", ".join(f"{name} {n}" for n, name in short[:5]) + (" ..." if len(short) > 5 else "")
+    if cap:
+        print(f"Warning: DATASET.NUM_SHOTS {num_shots}: {len(short)} of {len(counts)} classes of {what} have fewer "
+              f"images and use all of them ({listed}) (DATASET.CAP_SHOTS True)")
+        return
+    raise UserError(f"DATASET.NUM_SHOTS {num_shots} is more than the images of {len(short)} of {len(counts)} classes "
+                    f"of {what} (images per class: {listed}; fewest {short[0][0]}): lower NUM_SHOTS to at most "
+                    f"{short[0][0]}, or set DATASET.CAP_SHOTS True to use all images of the short classes")
 
 
 def subsample_classes(*args, subsample="all"):
