@@ -299,6 +299,20 @@ def test_dry_run_and_env_overrides(monkeypatch, capsys):
         sweep.main(["base2new", "coop", "imagenet21k", "--dry-run"])
 
 
+def test_resume_anyway_reaches_every_run_but_not_its_signature(monkeypatch, capsys):
+    from tools.sweeps.plan import plan
+    from tools.sweeps.records import signature
+
+    monkeypatch.setenv("RESUME_ANYWAY", "1")
+    assert sweep.main(["base2new", "coop", "eurosat", "--dry-run", "--seeds", "1"]) == 0
+    commands = [line for line in capsys.readouterr().out.splitlines() if "train.py" in line]
+    assert commands and all("--resume-anyway" in line for line in commands)
+    run = plan("base2new", "coop", ["eurosat"], [1], [16], "/out", "/data")[0]
+    before = signature(run)
+    run.flags.append("--resume-anyway")
+    assert "--resume-anyway" in run.argv(load_epoch=False) and signature(run) == before
+
+
 def test_demo_switch_runs_every_sweep_offline_with_the_demo_configs(monkeypatch, capsys):
     """DEMO=1: SyntheticShapes by default, each trainer's demo.yaml (zero-shot: its own, not the sweep's CoOp
     folder), root OUTPUT/data; a sweep with stages trains its demo config once; no transfer protocol."""

@@ -104,6 +104,9 @@ def build_parser():
                    help="subprocess: a fresh `python train.py` per run (default); fork: import train.py once and "
                         "fork per run (saves the ~10 s start-up per run; CPU sweeps)")
     p.add_argument("--python", default=None, help="interpreter command for train.py (default: this one)")
+    p.add_argument("--resume-anyway", action="store_true", default=env("RESUME_ANYWAY", "") not in ("", "0"),
+                   help="continue partial runs whose record differs (e.g. made by an older commit of the code): "
+                        "train.py --resume-anyway for every run (env RESUME_ANYWAY=1)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs, their state, epochs and commands; run nothing")
     p.add_argument("--no-table", action="store_true", help="do not print the table at the end")
@@ -210,6 +213,9 @@ def main(argv=None):
         raise SystemExit("error: no dataset root: set DATA=/path/to/datasets (or --root)")
     runs = plan(args.protocol, args.method, args.datasets, args.seeds, args.shots, args.output,
                 os.path.abspath(args.root) if args.root else "$DATA", args.extra_opts, args.cfg, args.demo)
+    if args.resume_anyway:
+        for r in runs:
+            r.flags.append("--resume-anyway")
     if args.dry_run:
         print_dry_run(runs)
         return 0

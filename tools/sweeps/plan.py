@@ -35,6 +35,7 @@ class Run:
     out_root: str = ""       # the sweep's OUTPUT
     previous: "Run" = None   # a chained training run: the previous stage's run it starts from
     stage: str = ""          # a chained training run: its stage's name
+    flags: list = field(default_factory=list)  # train.py flags not in the signature (--resume-anyway)
 
     @property
     def depends_on(self):
@@ -64,7 +65,7 @@ class Run:
             if self.model is not None:
                 a += ["--model-dir", self.model.out] + (["--load-epoch", str(self.load_epoch)] if load_epoch else [])
             a.append("--eval-only")
-        return a + list(self.opts)
+        return a + list(self.flags) + list(self.opts)
 
 
 def demo_config(sweep):

@@ -50,7 +50,7 @@ def last_checkpoint_epoch(folder):
 def signature(run):
     """The command with the data and output roots abstracted and without the load epoch: a rerun into the
     same folder must have the same signature."""
-    sig = run.argv(load_epoch=False)
+    sig = [a for a in run.argv(load_epoch=False) if a not in run.flags]
     sig[sig.index("--root") + 1] = "{DATA}"
     return [a.replace(run.out_root, "{OUTPUT}") for a in sig] if run.out_root else sig
 
