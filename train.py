@@ -11,6 +11,7 @@ from engine.utils import collect_env_info, set_random_seed, setup_logger
 from engine.utils.tools import UserError
 
 import datasets  # noqa: F401  (registers the datasets)
+from models.clip import resolve_input_normalisation
 import trainers  # noqa: F401  (registers the trainers)
 
 
@@ -94,6 +95,7 @@ def setup_cfg(args):
     if not cfg.TRAINER.NAME:
         raise UserError("no trainer given: pass --trainer NAME (one of "
                         f"{', '.join(TRAINER_REGISTRY.registered_names())})")
+    resolve_input_normalisation(cfg)  # an open_clip backbone's preprocessing (and its early refusal)
     TRAINER_REGISTRY.get(cfg.TRAINER.NAME).resolve_cfg(cfg)
     cfg.freeze()
     return cfg

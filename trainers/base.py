@@ -8,7 +8,7 @@ from engine.config import add_config_node
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.utils.tools import UserError
 from models import load_clip
-from models.clip import PRECISIONS
+from models.clip import PRECISIONS, describe_open_clip, open_clip_backbone
 from models.sinkhorn import OTDiagnostics
 
 
@@ -52,8 +52,11 @@ class PromptTrainer(TrainerX):
 
     def load_clip(self):
         backbone = self.cfg.MODEL.BACKBONE
-        print(f"Loading CLIP (backbone: {backbone.NAME})")
-        clip_model = load_clip(backbone.NAME, backbone.PATH, self.clip_precision, self.device)
+        print(f"Loading CLIP (backbone: {backbone.NAME}{' ' + backbone.PRETRAINED if backbone.PRETRAINED else ''})")
+        clip_model = load_clip(backbone.NAME, backbone.PATH, self.clip_precision, self.device, backbone.PRETRAINED)
+        open_clip_model = open_clip_backbone(backbone.NAME, backbone.PRETRAINED, backbone.PATH)
+        if open_clip_model is not None:
+            print(describe_open_clip(open_clip_model, clip_model, self.cfg.INPUT.PIXEL_MEAN, self.cfg.INPUT.PIXEL_STD))
         resolution = clip_model.visual.image_size
         resolution = resolution[0] if isinstance(resolution, (tuple, list)) else resolution
         if self.cfg.INPUT.SIZE[0] != resolution:
