@@ -172,6 +172,14 @@ def test_pretrained_tag_downloads_through_open_clips_registry(small_models, monk
     assert activation_name(model.transformer) == "QuickGELU"
 
 
+def test_local_copy_of_a_tag_loads_offline_with_the_tags_settings(small_models, monkeypatch):
+    monkeypatch.setitem(oc_pretrained._PRETRAINED, "vlptest-ViT-B-16",
+                        {"vlptest_tag": oc_pretrained._pcfg(hf_hub="vlprompt-test/tiny-clip/", quick_gelu=True)})
+    calls = _mock_hub(monkeypatch)
+    model = load_clip("vlptest-ViT-B-16", small_models["vlptest-ViT-B-16"], "fp32", pretrained="vlptest_tag")
+    assert not calls and activation_name(model.visual.transformer) == "QuickGELU"
+
+
 def test_real_tag_asks_open_clip_for_its_weights_and_fails_in_one_line_offline(monkeypatch):
     calls = _mock_hub(monkeypatch)
     with pytest.raises(UserError) as e:
