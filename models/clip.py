@@ -259,7 +259,7 @@ def resolve_input_normalisation(cfg):
     unsupported one before any work, and let INPUT.PIXEL_MEAN/PIXEL_STD follow the model's preprocessing unless the
     config chose other values than Dassl's default or OpenAI's (``_UNCHOSEN_NORMALISATIONS``)."""
     b = cfg.MODEL.BACKBONE
-    backbone = open_clip_backbone(b.NAME, b.PRETRAINED, b.PATH)
+    backbone = open_clip_backbone(b.NAME, b.PRETRAINED, b.PATH) if b.NAME else None  # no name: refused at loading
     if backbone is None:
         return
     pre = backbone.preprocess

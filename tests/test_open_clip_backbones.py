@@ -230,8 +230,12 @@ def test_normalisation_follows_the_models_preprocessing_unless_chosen():
         _resolved("MODEL.BACKBONE.NAME", "ViT-SO400M-14-SigLIP", "MODEL.BACKBONE.PRETRAINED", "webli")
 
 
-def test_benchmark_takes_open_clip_names(small_models, capsys, one_torch_thread):
+def test_benchmark_takes_open_clip_names(small_models, capsys, one_torch_thread, monkeypatch):
+    import trainers.base
     from tools import benchmark
+
+    # without --clip-path the benchmark swaps the trainers' CLIP loader for random weights: restore it after
+    monkeypatch.setattr(trainers.base, "load_clip", trainers.base.load_clip)
 
     rows = benchmark.main(["--backbone", "vlptest-ViT-B-16", "--trainers", "CoOp", "--classes", "3", "--steps", "1",
                            "--eval-batch", "2", "--eval-repeat", "1", "--test-images", "10", "--threads", "1",

@@ -294,7 +294,8 @@ def main(argv=None):
     tokens = (size // patch) ** 2 + 1
     rate = matmul_rate(device, [(args.batch * tokens, width, 4 * width), (args.eval_batch * tokens, 4 * width, width),
                                 (2048, 2048, 2048)])
-    backbone = args.backbone + (f" ({args.clip_path})" if args.clip_path else "")
+    backbone = args.backbone + (f" {args.pretrained}" if args.pretrained else "") + (
+        f" ({args.clip_path})" if args.clip_path else "")
     print(f"# {device} ({torch.get_num_threads()} threads), best fp32 matmul {rate / 1e9:.0f} GFLOP/s; {backbone}, "
           f"PREC {args.prec}, train batch {args.batch}, test set {args.test_images} images; torch {torch.__version__}",
           flush=True)
