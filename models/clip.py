@@ -19,13 +19,14 @@ from dataclasses import asdict, dataclass
 
 import open_clip
 import torch
-from open_clip.model import CLIP, build_model_from_openai_state_dict
+from open_clip.model import CLIP, CLIPTextCfg, build_model_from_openai_state_dict
 from open_clip.modified_resnet import ModifiedResNet
 from open_clip.pretrained import get_pretrained_cfg, is_pretrained_cfg, list_pretrained_tags_by_model
 from open_clip.tokenizer import SimpleTokenizer
 from open_clip.transform import PreprocessCfg, merge_preprocess_dict
 from open_clip.transformer import VisionTransformer
 
+from engine.config import get_cfg_default
 from engine.utils.download import download_url
 from engine.utils.tools import UserError
 
@@ -130,10 +131,13 @@ OPENAI_TAG = "openai"
 SUPPORTED_OPEN_CLIP = ("vlprompt's encoders hook open_clip CLIPs with a VisionTransformer or ModifiedResNet image "
                        "tower and the causal CLIP text transformer with CLIP's BPE tokenizer (e.g. ViT-B-32, ViT-B-16, "
                        "ViT-L-14, ViT-H-14, ViT-g-14, ViT-bigG-14, RN50, RN101 and their -quickgelu variants)")
-# normalisation constants a config carries without having chosen them for the backbone: Dassl's default
-# (ImageNet) and OpenAI CLIP's, which every shipped trainer yaml sets
-_UNCHOSEN_NORMALISATIONS = (((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-                            (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD))
+
+
+def _unchosen_normalisations():
+    """Normalisation constants a config carries without having chosen them for the backbone: Dassl's default
+    (ImageNet) and OpenAI CLIP's, which every shipped trainer yaml sets."""
+    dassl = get_cfg_default().INPUT
+    return ((dassl.PIXEL_MEAN, dassl.PIXEL_STD), (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD))
 
 
 def unsupported_reasons(model_cfg):
@@ -162,7 +166,7 @@ def unsupported_reasons(model_cfg):
         reasons.append("its text projection is not a plain matrix")
     if t.get("hf_tokenizer_name") or t.get("tokenizer_kwargs") or t.get("tokenizer_mode"):
         reasons.append(f"its tokenizer is not CLIP's BPE ({t.get('hf_tokenizer_name') or t.get('tokenizer_kwargs')})")
-    elif t.get("vocab_size", 49408) != bpe_vocab_size():
+    elif t.get("vocab_size", CLIPTextCfg.vocab_size) != bpe_vocab_size():
         reasons.append(f"its vocabulary ({t['vocab_size']}) is not CLIP's BPE ({bpe_vocab_size()})")
     return reasons
 
@@ -257,7 +261,7 @@ def _close(a, b):
 def resolve_input_normalisation(cfg):
     """Config resolution for an open_clip backbone (train.py, before the trainer's ``resolve_cfg``): refuse an
     unsupported one before any work, and let INPUT.PIXEL_MEAN/PIXEL_STD follow the model's preprocessing unless the
-    config chose other values than Dassl's default or OpenAI's (``_UNCHOSEN_NORMALISATIONS``)."""
+    config chose other values than Dassl's default or OpenAI's (``_unchosen_normalisations``)."""
     b = cfg.MODEL.BACKBONE
     backbone = open_clip_backbone(b.NAME, b.PRETRAINED, b.PATH) if b.NAME else None  # no name: refused at loading
     if backbone is None:
@@ -267,7 +271,7 @@ def resolve_input_normalisation(cfg):
     current = list(cfg.INPUT.PIXEL_MEAN), list(cfg.INPUT.PIXEL_STD)
     if _close(current[0], mean) and _close(current[1], std):
         return
-    if any(_close(current[0], m) and _close(current[1], s) for m, s in _UNCHOSEN_NORMALISATIONS):
+    if any(_close(current[0], m) and _close(current[1], s) for m, s in _unchosen_normalisations()):
         print(f"Note: INPUT.PIXEL_MEAN {current[0]} -> {mean}, INPUT.PIXEL_STD {current[1]} -> {std}: the "
               f"preprocessing of {backbone.label} (set them explicitly to other values to keep those)")
         cfg.INPUT.PIXEL_MEAN, cfg.INPUT.PIXEL_STD = mean, std

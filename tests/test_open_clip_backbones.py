@@ -221,6 +221,8 @@ def test_normalisation_follows_the_models_preprocessing_unless_chosen():
     laion = ["MODEL.BACKBONE.NAME", "ViT-L-14", "MODEL.BACKBONE.PRETRAINED", "laion2b_s32b_b82k"]
     cfg = _resolved(*laion)  # the yaml's OpenAI constants: not chosen for this model
     assert list(cfg.INPUT.PIXEL_MEAN) == [0.5] * 3 and list(cfg.INPUT.PIXEL_STD) == [0.5] * 3
+    dassl = _resolved(*laion, "INPUT.PIXEL_MEAN", "[0.485, 0.456, 0.406]", "INPUT.PIXEL_STD", "[0.229, 0.224, 0.225]")
+    assert list(dassl.INPUT.PIXEL_MEAN) == [0.5] * 3  # Dassl's (ImageNet) default is not a choice either
     chosen = [0.4, 0.4, 0.4]
     cfg = _resolved(*laion, "INPUT.PIXEL_MEAN", str(chosen))
     assert list(cfg.INPUT.PIXEL_MEAN) == chosen
