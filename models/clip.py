@@ -21,7 +21,8 @@ import open_clip
 import torch
 from open_clip.model import CLIP, CLIPTextCfg, build_model_from_openai_state_dict
 from open_clip.modified_resnet import ModifiedResNet
-from open_clip.pretrained import get_pretrained_cfg, is_pretrained_cfg, list_pretrained_tags_by_model
+from open_clip.pretrained import (download_pretrained, get_pretrained_cfg, is_pretrained_cfg,
+                                 list_pretrained_tags_by_model)
 from open_clip.tokenizer import SimpleTokenizer
 from open_clip.transform import PreprocessCfg, merge_preprocess_dict
 from open_clip.transformer import VisionTransformer
@@ -246,7 +247,8 @@ def open_clip_backbone(name, pretrained="", path=""):
     if tag == OPENAI_TAG:
         paper = _paper_name(model)
         raise UserError(f"OpenAI's weights load under their paper name: MODEL.BACKBONE.NAME {paper or '(its name)'} "
-                        "with MODEL.BACKBONE.PRETRAINED empty (OpenAI's fp16 storage and QuickGELU, as OpenAI ships them)")
+                        "with MODEL.BACKBONE.PRETRAINED empty (OpenAI's fp16 storage and QuickGELU, as OpenAI ships "
+                        "them)")
     if tag and not is_pretrained_cfg(model, tag):
         tags = [t for t in list_pretrained_tags_by_model(model) if t != OPENAI_TAG]
         raise UserError(f"MODEL.BACKBONE.PRETRAINED {tag!r} is not an open_clip tag of {model}; its tags: "
@@ -320,6 +322,17 @@ def load_open_clip(backbone, precision, device):
                         f"pretrained={backbone.tag!r})) and pass the file as MODEL.BACKBONE.PATH") from e
 
 
+def clip_weights_file(name, pretrained="", path=""):
+    """The local file the weights of a backbone load from (to hash or copy it): PATH, OpenAI's cached download, or
+    the file open_clip's registry fetched into its cache for the tag."""
+    backbone = open_clip_backbone(name, pretrained, path)
+    if backbone is None:
+        return resolve_weights_file(name, path)
+    if backbone.path or not backbone.tag:
+        return backbone.path
+    return download_pretrained(backbone.tag_cfg)
+
+
 def activation_name(transformer):
     """The MLP activation of a tower's blocks (GELU or QuickGELU), as built."""
     return type(transformer.resblocks[0].mlp.gelu).__name__ if len(transformer.resblocks) else "?"
@@ -336,8 +349,8 @@ def describe_open_clip(backbone, model, mean, std):
     norm = ("INPUT.PIXEL_MEAN/STD are its preprocessing's" if same else
             f"Warning: INPUT.PIXEL_MEAN {list(mean)} / PIXEL_STD {list(std)} differ from its preprocessing's "
             f"{list(pre['mean'])} / {list(pre['std'])}")
-    return (f"open_clip {backbone.label}: image {v.image_size} ({tower}), text width {model.ln_final.weight.shape[0]} x "
-            f"{len(model.transformer.resblocks)} layers, {activation_name(model.transformer)}, context "
+    return (f"open_clip {backbone.label}: image {v.image_size} ({tower}), text width "
+            f"{model.ln_final.weight.shape[0]} x {len(model.transformer.resblocks)} layers, {activation_name(model.transformer)}, context "
             f"{model.positional_embedding.shape[0]}; {norm}")
 
 

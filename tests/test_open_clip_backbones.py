@@ -14,7 +14,7 @@ from engine.trainer import TRAINER_REGISTRY
 from engine.utils.tools import UserError
 from meta.methods import all_methods, method_of
 from models import ImageEncoder, TextEncoder, load_clip, tokenize
-from models.clip import activation_name, open_clip_backbone
+from models.clip import activation_name, clip_weights_file, open_clip_backbone
 from tests.helpers import (register_open_clip_config, save_open_clip_checkpoint, small_open_clip_config,
                            train_on_batch)
 from tools.train_config import ConfigError, resolve_config
@@ -52,9 +52,10 @@ def _run(trainer, backbone, path, root, out, *extra):
             "MODEL.BACKBONE.NAME", backbone, "MODEL.BACKBONE.PATH", path, *extra]
     if cls.config_node:
         opts += [f"TRAINER.{cls.config_node}.PREC", "fp32"]
-    return train.main(train.build_parser().parse_args(["--root", root, "--trainer", trainer, "--output-dir", out, "--seed", "1", "--no-train",
-                      "--dataset-config-file", os.path.join(REPO, "configs/datasets/synthetic_shapes.yaml"),
-                      "--config-file", method_of(trainer).demo_config, *opts]))
+    args = ["--root", root, "--trainer", trainer, "--output-dir", out, "--seed", "1", "--no-train",
+            "--dataset-config-file", os.path.join(REPO, "configs/datasets/synthetic_shapes.yaml"),
+            "--config-file", method_of(trainer).demo_config, *opts]
+    return train.main(train.build_parser().parse_args(args))  # main, not run: a UserError stays an exception
 
 
 CASES = [(t, b) for b in ("vlptest-ViT-B-16", "vlptest-RN50") for t in TRAINERS]
@@ -170,6 +171,7 @@ def test_pretrained_tag_downloads_through_open_clips_registry(small_models, monk
     saved = torch.load(small_models["vlptest-ViT-B-16"], weights_only=True)["state_dict"]
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
     assert activation_name(model.transformer) == "QuickGELU"
+    assert clip_weights_file("vlptest-ViT-B-16", "vlptest_tag") == small_models["vlptest-ViT-B-16"]  # what loaded
 
 
 def test_local_copy_of_a_tag_loads_offline_with_the_tags_settings(small_models, monkeypatch):
@@ -213,8 +215,8 @@ def test_tags_and_names_are_checked_before_any_work():
 
 
 def _resolved(*opts):
-    return resolve_config(["--trainer", "CoOp", "--config-file", os.path.join(REPO, "configs/trainers/CoOp/vit_b16.yaml"),
-                           *opts])
+    yaml = os.path.join(REPO, "configs/trainers/CoOp/vit_b16.yaml")
+    return resolve_config(["--trainer", "CoOp", "--config-file", yaml, *opts])
 
 
 def test_normalisation_follows_the_models_preprocessing_unless_chosen():
