@@ -5,7 +5,9 @@ import sys
 import torch
 
 from engine import build_trainer
-from engine.config import ConfigConflict, all_keys, get_cfg_default, merge_from_file, merge_from_list, peek_yaml_value
+from engine.bundle import is_bundle_file, read_bundle
+from engine.config import (ConfigConflict, all_keys, get_cfg_default, merge_from_file, merge_from_list,
+                           merge_from_mapping, peek_yaml_value)
 from engine.trainer import TRAINER_REGISTRY
 from engine.utils import collect_env_info, set_random_seed, setup_logger
 from engine.utils.tools import UserError
@@ -78,14 +80,27 @@ def _trainer_name(args):
     return peek_yaml_value(args.config_file, "TRAINER.NAME") if args.config_file else ""
 
 
-def setup_cfg(args):
-    """The config in one direction: built (defaults, every trainer's node, yaml files, command line),
-    resolved by the trainer (``resolve_cfg``), then frozen; nothing writes to it afterwards."""
+def bundle_config(args):
+    """The config a prompt bundle carries, for ``--eval-only --model-dir BUNDLE`` (None otherwise)."""
+    if args.eval_only and is_bundle_file(args.model_dir):
+        return read_bundle(args.model_dir)["config"]
+    return None
+
+
+def setup_cfg(args, saved=None):
+    """The config in one direction: built (defaults, every trainer's node, the ``saved`` config of a trained run
+    or bundle, yaml files, command line), resolved by the trainer (``resolve_cfg``), then frozen; nothing
+    writes to it afterwards."""
     cfg = get_cfg_default()
     extend_cfg(cfg)
-    name = _trainer_name(args)
+    saved = saved if saved is not None else bundle_config(args)
+    name = _trainer_name(args) or (saved or {}).get("TRAINER", {}).get("NAME", "")
     trainer_cls = TRAINER_REGISTRY.get(name) if name else None  # unknown names fail here, before any work
     readers = getattr(trainer_cls, "legacy_values", {})
+    if saved:
+        merge_from_mapping(cfg, saved, "the trained run's saved config", readers)
+        for key in getattr(trainer_cls, "training_only_keys", ()):  # files only its training read
+            cfg.merge_from_list([key, ""])
     if args.dataset_config_file:
         merge_from_file(cfg, args.dataset_config_file, readers)
     if args.config_file:
@@ -121,6 +136,7 @@ def main(args):
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
+        trainer.record_cost()
         return trainer
     if not args.no_train:
         trainer.train()
@@ -142,7 +158,8 @@ def build_parser():
     parser.add_argument("--backbone", type=str, default="", help="CLIP backbone name")
     parser.add_argument("--head", type=str, default="", help="name of head")
     parser.add_argument("--eval-only", action="store_true", help="evaluation only")
-    parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only")
+    parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only, "
+                        "or from a prompt bundle file (tools/export.py; its config is the base of this run's)")
     parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
     parser.add_argument("--device", type=str, default="", help="accepted for PLOT++'s official command lines and "

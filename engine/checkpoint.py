@@ -158,3 +158,21 @@ def set_rng_state(state):
 def _to_python_random_state(s):
     # a tuple may come back as a list after serialisation
     return (s[0], tuple(s[1]), s[2]) if isinstance(s, (list, tuple)) else s
+
+
+def checkpoint_file_name(epoch=None):
+    """Dassl's file name of a saved epoch (None: the best-validation file)."""
+    return "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+
+
+def saved_run_facts(directory, epoch=None):
+    """{"classnames", "clip_sha256"} as the run's checkpoints of ``epoch`` record them (the first model folder
+    that has the file; the keys it lacks, e.g. in official checkpoints, are None)."""
+    name = checkpoint_file_name(epoch)
+    folders = sorted(f for f in os.listdir(directory) if os.path.isfile(os.path.join(directory, f, name))) \
+        if os.path.isdir(directory) else []
+    if not folders:
+        raise UserError(f"no {name} under {directory}: expected a training run's output folder (and --load-epoch "
+                        "one of its saved epochs)")
+    checkpoint = load_checkpoint(os.path.join(directory, folders[0], name))
+    return {"classnames": checkpoint.get("classnames"), "clip_sha256": checkpoint.get("clip_sha256")}

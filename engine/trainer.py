@@ -6,19 +6,27 @@ Differences from Dassl, all deliberate and documented in the README:
   epoch together with the RNG state, so a killed run resumes from its last complete epoch and ends
   exactly as an uninterrupted one (superseded per-epoch files are removed);
 * loading never executes pickled code and reports trainable tensors missing from a checkpoint;
-* ``TEST.SAVE_LOGITS`` writes the test logits.
+* ``TEST.SAVE_LOGITS`` writes the test logits;
+* a training run writes its resolved config (``config.yaml``) and its cost figures (``cost.json``), its
+  checkpoints name the class names; ``load_model`` also takes a prompt bundle file (tools/export.py);
+* built with ``classnames`` instead of a dataset, a trainer predicts on those classes (predict.py).
 """
 import datetime
 import os
 import sys
 import time
+import types
 from collections import OrderedDict
 
 import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from .checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from meta.runs import write_text_atomic
+
+from .bundle import read_bundle
+from .checkpoint import checkpoint_file_name, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from .cost import CostMeter, trainable_parameter_count, write_cost
 from .data import DataManager
 from .evaluation import build_evaluator, compute_accuracy
 from .registry import Registry
@@ -84,11 +92,25 @@ class TrainerBase:
             }
             if self.scaler is not None:
                 state["scaler"] = self.scaler.state_dict()
+            state.update(self.checkpoint_extras())
             save_checkpoint(state, os.path.join(directory, name), is_best=is_best, model_name=model_name)
 
     def checkpoint_state_dict(self, name):
         """What is saved for a registered model; trainers override to save less (e.g. only prompts)."""
         return self._models[name].state_dict()
+
+    def checkpoint_extras(self):
+        """Entries saved beside the state dict of every checkpoint (the class names, the CLIP weights' hash)."""
+        return {}
+
+    def bundle_state_dicts(self):
+        """{model name: its checkpoint tensors without those rebuilt for the classes}: what a bundle holds."""
+        return {name: OrderedDict((k, v) for k, v in self.checkpoint_state_dict(name).items()
+                                  if not _matches(k, self.checkpoint_ignored_keys))
+                for name in self.get_model_names()}
+
+    def check_bundle(self, bundle, path):
+        """Hook: refuse a bundle written for another trainer or CLIP (one-line ``UserError``)."""
 
     def resume_model_if_exist(self, directory):
         names = self.get_model_names()
@@ -129,8 +151,10 @@ class TrainerBase:
         if not directory:
             print("Note that load_model() is skipped as no pretrained model is given")
             return
+        if os.path.isfile(directory):
+            return self.load_bundle(directory)
         names = self.get_model_names()
-        model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+        model_file = checkpoint_file_name(epoch)
         for name in names:
             model_path = os.path.join(directory, name, model_file)
             if not os.path.exists(model_path):
@@ -143,6 +167,18 @@ class TrainerBase:
             state_dict = checkpoint["state_dict"]
             print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint.get("epoch")})')
             self.load_state_dict_checked(name, state_dict, ignored=self.checkpoint_ignored_keys)
+
+    def load_bundle(self, path):
+        """The learned tensors of a prompt bundle (tools/export.py), after ``check_bundle``."""
+        bundle = read_bundle(path)
+        self.check_bundle(bundle, path)
+        for name in self.get_model_names():
+            if name not in bundle["state_dicts"]:
+                raise UserError(f"the bundle {path} has no tensors for {name} (it holds "
+                                f"{', '.join(bundle['state_dicts']) or 'none'}): it was written by another trainer")
+            print(f'Loading weights to {name} from the bundle "{path}" (epoch = {bundle.get("epoch")})')
+            self.load_state_dict_checked(name, bundle["state_dicts"][name], ignored=self.checkpoint_ignored_keys)
+        return bundle
 
     def load_state_dict_checked(self, name, state_dict, ignored=()):
         """Load non-strictly, leaving out ``ignored`` keys (tensors rebuilt for the current classes), but
@@ -313,6 +349,16 @@ class TrainerBase:
         self.model_update(names)
 
 
+class ClassNamesOnly:
+    """Stands for the DataManager when a model is built for given class names without a dataset."""
+
+    def __init__(self, classnames):
+        self.lab2cname = dict(enumerate(classnames))
+        self.num_classes = len(classnames)
+        self.dataset = types.SimpleNamespace(classnames=classnames, lab2cname=self.lab2cname,
+                                             num_classes=self.num_classes)
+
+
 def _matches(key, patterns):
     """``key`` is one of ``patterns`` or ends with ``.<pattern>`` (e.g. token_prefix, VPT_fc.weight)."""
     return any(key == p or key.endswith("." + p) for p in patterns)
@@ -321,7 +367,8 @@ def _matches(key, patterns):
 class SimpleTrainer(TrainerBase):
     """Builds data, model and evaluator; implements the default hooks and ``test``."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, classnames=None):
+        """``classnames``: no dataset is read; the model is built for these classes (prediction)."""
         super().__init__()
         self.check_cfg(cfg)
         if torch.cuda.is_available() and cfg.USE_CUDA:
@@ -332,7 +379,11 @@ class SimpleTrainer(TrainerBase):
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.output_dir = cfg.OUTPUT_DIR
         self.cfg = cfg
-        self.build_data_loader()
+        self.cost = CostMeter(self.device)
+        if classnames is None:
+            self.build_data_loader()
+        else:
+            self.use_classnames(classnames)
         self.build_model()
         self.build_grad_scaler()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
@@ -382,19 +433,46 @@ class SimpleTrainer(TrainerBase):
         self.lab2cname = dm.lab2cname
         self.dm = dm
 
+    def use_classnames(self, classnames):
+        """What ``build_model`` and the evaluator read of the data, for given class names and no images."""
+        classnames = list(classnames)
+        self.dm = ClassNamesOnly(classnames)
+        self.train_loader_x = self.train_loader_u = self.val_loader = self.test_loader = None
+        self.num_classes, self.num_source_domains = len(classnames), 0
+        self.lab2cname = self.dm.lab2cname
+
     def build_model(self):
         raise NotImplementedError("a trainer must implement build_model()")
+
+    def checkpoint_extras(self):
+        return {"classnames": list(self.dm.dataset.classnames)}
+
+    def trainable_parameter_count(self):
+        return trainable_parameter_count(self._models.values())
+
+    def precision_name(self):
+        return f"amp ({self.cfg.MODEL.AMP_DTYPE})" if self.prec == "amp" else self.prec
+
+    def record_cost(self):
+        """Write ``cost.json`` and the log's ``=> cost`` line (after training, or after an evaluation-only run)."""
+        cost = self.cost.summary(self.trainable_parameter_count(), self.precision_name())
+        write_cost(self.output_dir, cost)
+        return cost
 
     def train(self):
         super().train(self.start_epoch, self.max_epoch)
 
     def before_train(self):
         directory = self.cfg.RESUME or self.output_dir
+        # the resolved config, which predict.py and tools/export.py rebuild the model from
+        write_text_atomic(os.path.join(self.output_dir, "config.yaml"), self.cfg.dump())
         self.start_epoch = self.resume_model_if_exist(directory)
         self.init_writer(os.path.join(self.output_dir, "tensorboard"))
         self.time_start = time.time()
+        self.cost.start("train")
 
     def after_train(self):
+        self.cost.train_seconds = self.cost.stop("train")
         print("Finish training")
         if not self.cfg.TEST.NO_TEST:
             if self.cfg.TEST.FINAL_MODEL == "best_val":
@@ -405,6 +483,7 @@ class SimpleTrainer(TrainerBase):
             self.test()
         elapsed = round(time.time() - self.time_start)
         print(f"Elapsed: {datetime.timedelta(seconds=elapsed)}")
+        self.record_cost()
         self.close_writer()
 
     def after_epoch(self):
@@ -444,18 +523,22 @@ class SimpleTrainer(TrainerBase):
             split = "test"
             data_loader = self.test_loader
         print(f"Evaluate on the *{split}* set")
+        self.cost.start("test")
         self.before_test(split)
         save = self.cfg.TEST.SAVE_LOGITS
         all_logits, all_labels, all_paths = [], [], []
+        images = 0
         for batch in tqdm(data_loader, disable=not _show_progress(), desc=f"test ({split})"):
             input, label = self.parse_batch_test(batch)
             output = self.model_inference(input)
             self.evaluator.process(output, label)
+            images += len(label)
             if save:
                 all_logits.append(output.float().cpu())
                 all_labels.append(label.cpu())
                 all_paths.extend(batch["impath"])
         self.after_test(split)
+        self.cost.test_done(self.cost.stop("test"), images)
         results = self.evaluator.evaluate()
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
@@ -497,11 +580,14 @@ class TrainerX(SimpleTrainer):
         print_freq = self.cfg.TRAIN.PRINT_FREQ
         end = time.time()
         skipped_before = self.skipped_steps
+        images = 0
+        self.cost.start("epoch")
         bar = tqdm(total=self.num_batches, disable=not _show_progress(), leave=False,
                    desc=f"epoch {self.epoch + 1}/{self.max_epoch}")
         for self.batch_idx, batch in enumerate(self.train_loader_x):
             data_time.update(time.time() - end)
             loss_summary = self.forward_backward(batch)
+            images += len(batch["label"])
             batch_time.update(time.time() - end)
             losses.update(loss_summary)
             bar.update(1)
@@ -524,6 +610,7 @@ class TrainerX(SimpleTrainer):
             self.write_scalar("train/lr", self.get_current_lr(), n_iter)
             end = time.time()
         bar.close()
+        self.cost.epoch_done(self.cost.stop("epoch"), images)
         if self.skipped_steps > skipped_before:
             print(f"epoch [{self.epoch + 1}/{self.max_epoch}]: the fp16 loss scaler skipped "
                   f"{self.skipped_steps - skipped_before} of {self.num_batches} steps (inf/NaN in the scaled "

@@ -96,6 +96,19 @@ class BenchmarkSettings:
     upstream_opts: tuple = ()  # switch this trainer's own speed-ups off (beyond the shared switches)
 
 
+# precision modes: name -> (TRAINER.<node>.PREC, MODEL.AMP_DTYPE); "amp" in a method's precisions means both
+# autocast dtypes. The registry tests and tools/precision.py run these.
+PRECISION_MODES = {"fp32": ("fp32", None), "fp16": ("fp16", None), "amp-fp16": ("amp", "fp16"),
+                   "amp-bf16": ("amp", "bf16")}
+
+
+def precision_opts(config_node, mode):
+    """The command-line options that select precision ``mode`` for a trainer whose node is ``config_node``."""
+    prec, amp_dtype = PRECISION_MODES[mode]
+    opts = [f"TRAINER.{config_node}.PREC", prec] if config_node else []
+    return opts + (["MODEL.AMP_DTYPE", amp_dtype] if amp_dtype else [])
+
+
 @dataclass(frozen=True)
 class Method:
     trainer: str          # registered trainer name (= folder name)
@@ -114,6 +127,11 @@ class Method:
     @property
     def demo_config(self):
         return os.path.join(self.folder, self.demo)
+
+    @property
+    def precision_modes(self):
+        """The modes of ``PRECISION_MODES`` this method runs in (its ``precisions``)."""
+        return [mode for mode, (prec, _) in PRECISION_MODES.items() if prec in self.precisions]
 
     def label_for(self, cfg=""):
         """Table label of a run of this method with config ``cfg`` (paper-mode configs end in ``_paper``)."""

@@ -9,6 +9,7 @@ import tempfile
 DONE = "done.json"      # written by the sweep driver once a run has finished with a result
 RECORD = "sweep.json"   # the sweep's record of how a run folder was made
 LOCK = ".sweep.lock"
+COST_FILE = "cost.json"  # written by every run (engine/cost.py): what it cost; the sweep copies it into done.json
 
 # the evaluator's result block (Dassl's format, also what the official logs hold)
 RESULT_HEADER = "=> result"

@@ -1,10 +1,10 @@
-"""Layers import downward only: meta <- engine <- models <- trainers <- train.py <- tools (datasets sit beside
-models, on the engine). Read from the source, so a new upward import fails here."""
+"""Layers import downward only: meta <- engine <- models <- trainers <- train.py <- predict.py <- tools (datasets
+sit beside models, on the engine). Read from the source, so a new upward import fails here."""
 import ast
 import os
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("meta", "engine", "models", "datasets", "trainers", "train", "tools")
+PACKAGES = ("meta", "engine", "models", "datasets", "trainers", "train", "predict", "tools")
 ALLOWED = {
     "meta": set(),  # torch-free project data
     "engine": {"meta"},
@@ -12,7 +12,8 @@ ALLOWED = {
     "datasets": {"meta", "engine"},
     "trainers": {"meta", "engine", "models"},
     "train": {"meta", "engine", "models", "datasets", "trainers"},
-    "tools": {"meta", "engine", "models", "datasets", "trainers", "train"},
+    "predict": {"meta", "engine", "models", "datasets", "trainers", "train"},
+    "tools": {"meta", "engine", "models", "datasets", "trainers", "train", "predict"},
 }
 
 
@@ -32,8 +33,8 @@ def _project_imports(path, package):
 
 
 def _sources(package):
-    if package == "train":
-        yield os.path.join(REPO, "train.py")
+    if package in ("train", "predict"):  # the entry-point scripts
+        yield os.path.join(REPO, f"{package}.py")
         return
     for folder, _, files in os.walk(os.path.join(REPO, package)):
         for f in files:

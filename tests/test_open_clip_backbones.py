@@ -145,6 +145,15 @@ def test_image_size_comes_from_the_model(small_models, demo_root, tmp_path, monk
              "INPUT.SIZE", "(64, 64)")
 
 
+def test_runs_record_the_hash_of_the_open_clip_weights(small_models, demo_root, tmp_path, monkeypatch):
+    from engine.utils.download import sha256sum
+
+    monkeypatch.setattr(train, "collect_env_info", lambda: "")
+    path = small_models["vlptest-ViT-B-16"]
+    built = _run("CoOp", "vlptest-ViT-B-16", path, demo_root, str(tmp_path / "run"))
+    assert built.clip_weights_path == path and built.clip_sha256 == sha256sum(path)
+
+
 def _mock_hub(monkeypatch, serve=None):
     """open_clip's Hugging Face download function, recording what was asked; ``serve`` (a file) answers for
     open_clip's default weights name, everything else fails as without network."""

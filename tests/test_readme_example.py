@@ -69,3 +69,5 @@ def test_new_method_gets_scripts_label_benchmark_and_registry_tests(repo_with_te
     assert r.returncode == 0 and "TextProbe" in r.stdout, r.stderr
     r = _run(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_registry.py", "-k", "TextProbe")
     assert r.returncode == 0 and re.search(r"\b4 passed", r.stdout), r.stdout[-2000:]  # fp32, fp16, amp-fp16, amp-bf16
+    r = _run(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_predict.py", "-k", "TextProbe")
+    assert r.returncode == 0 and re.search(r"\b1 passed", r.stdout), r.stdout[-2000:]  # bundle; class-specific

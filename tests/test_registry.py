@@ -9,20 +9,12 @@ import torch
 import train  # noqa: F401  (registers trainers and datasets)
 from datasets import synthetic_world
 from engine.trainer import TRAINER_REGISTRY
-from meta.methods import all_methods, method_of
+from meta.methods import PRECISION_MODES, all_methods, method_of, precision_opts
 from tests.helpers import assert_unchanged, frozen_state, run_train, train_on_batch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_CLIP = os.path.join(REPO, "data", "demo_clip", "synthetic_clip.pt")
-# precision modes: PREC value and autocast dtype ("amp" in a method's data means both autocast dtypes)
-MODES = {"fp32": ("fp32", None), "fp16": ("fp16", None), "amp-fp16": ("amp", "fp16"), "amp-bf16": ("amp", "bf16")}
-
-
-def _modes(method):
-    return [mode for mode, (prec, _) in MODES.items() if prec in method.precisions]
-
-
-CASES = [(m.trainer, mode) for m in all_methods().values() for mode in _modes(m)]
+CASES = [(m.trainer, mode) for m in all_methods().values() for mode in m.precision_modes]
 
 
 def test_every_registered_trainer_has_method_data_and_a_demo_config():
@@ -47,14 +39,9 @@ def demo_root(tmp_path_factory):
 
 
 def _build(trainer, mode, root, out):
-    prec, amp_dtype = MODES[mode]
-    cls = TRAINER_REGISTRY.get(trainer)
     opts = ["DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base", "OPTIM.MAX_EPOCH", "1",
-            "TRAIN.SAVE_RESUME_STATE", "False", "DATALOADER.TRAIN_X.BATCH_SIZE", "8"]
-    if cls.config_node:
-        opts += [f"TRAINER.{cls.config_node}.PREC", prec]
-    if amp_dtype:
-        opts += ["MODEL.AMP_DTYPE", amp_dtype]
+            "TRAIN.SAVE_RESUME_STATE", "False", "DATALOADER.TRAIN_X.BATCH_SIZE", "8",
+            *precision_opts(TRAINER_REGISTRY.get(trainer).config_node, mode)]
     method = method_of(trainer)
     return run_train(["--root", root, "--trainer", trainer, "--output-dir", out, "--seed", "1", "--no-train",
                       "--dataset-config-file", os.path.join(REPO, "configs/datasets/synthetic_shapes.yaml"),
@@ -78,7 +65,7 @@ def test_demo_config_trains_and_evaluates(trainer, mode, demo_root, tmp_path, on
         changed = any(not torch.equal(before[n], p) for n, p in trainable.items())
         # under fp16 autocast the loss scaler may skip the first steps (overflow at its initial scale)
         assert changed or built.skipped_steps == 2, "a step changed no prompt"
-        if MODES[mode][0] == "amp":  # fp32 master weights under autocast
+        if PRECISION_MODES[mode][0] == "amp":  # fp32 master weights under autocast
             assert all(p.dtype == torch.float32 for p in trainable.values())
     accuracy = built.test()
     assert 0.0 <= accuracy <= 100.0

@@ -3,11 +3,12 @@
 
     python tools/parse_results.py OUTPUT_ROOT [--format terminal|markdown|csv|latex] [--compare-published]
                                   [--protocol base2new ...] [--method CoOp ...] [--dataset dtd ...] [--no-std]
+                                  [--cost]
 
 Every folder holding a ``log.txt`` (or ``log.txt-<time>``, which Dassl writes when log.txt exists) is one
 run; tools/results/ says how a run is read (logs.py), which protocol cell it fills (cells.py) and how the
 tables average it (tables.py). ``--compare-published`` adds the numbers of data/published_results.csv and
-ours minus theirs.
+ours minus theirs; ``--cost`` adds what the training runs cost (tools/results/cost.py).
 """
 import argparse
 import os
@@ -19,6 +20,7 @@ if REPO not in sys.path:
 
 from meta.protocols import PROTOCOLS  # noqa: E402
 from tools.results.cells import collect  # noqa: E402
+from tools.results.cost import cost_tables  # noqa: E402
 from tools.results.render import render  # noqa: E402
 from tools.results.tables import PUBLISHED, build_tables, load_published  # noqa: E402
 
@@ -35,6 +37,8 @@ def main(argv=None):
                    help="add the published numbers (data/published_results.csv) and ours minus theirs")
     p.add_argument("--published", default=PUBLISHED, help="published-numbers CSV")
     p.add_argument("--no-std", action="store_true", help="means only")
+    p.add_argument("--cost", action="store_true", help="add the cost tables: trainable parameters, training time, "
+                   "throughput, peak memory, device and precision of the training runs, next to their accuracy")
     p.add_argument("-o", "--out", help="write to this file instead of stdout")
     args = p.parse_args(argv)
     if not os.path.isdir(args.root):
@@ -43,6 +47,8 @@ def main(argv=None):
     published = load_published(args.published) if args.compare_published else {}
     datasets = set(args.dataset) if args.dataset else None
     tables = build_tables(res, args.protocol, args.method, datasets, args.compare_published, published)
+    if args.cost:
+        tables += cost_tables(args.root, args.protocol, set(args.method) if args.method else None, datasets)
     text = render(tables, args.format, std=not args.no_std)
     if not tables:
         print(f"no finished runs found under {args.root}", file=sys.stderr)

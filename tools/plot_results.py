@@ -1,12 +1,15 @@
 #!/usr/bin/env python
 """Plots from an output tree (ours or the official repositories'; read as tools/parse_results.py reads it).
 
-    python tools/plot_results.py OUTPUT_ROOT [--out DIR] [--kind all|few_shot|base2new] [--method CoOp ...]
+    python tools/plot_results.py OUTPUT_ROOT [--out DIR] [--kind all|few_shot|base2new|cost] [--method CoOp ...]
 
 few_shot: accuracy vs. shots, one panel per dataset plus the average over datasets, one line per method
 (zero-shot methods as a dashed horizontal line); writes DIR/few_shot.png and DIR/few_shot.pdf.
 base2new: per method, Base and New accuracy per dataset and their average as bars, HM as a dot;
 writes DIR/base2new.png and DIR/base2new.pdf. Error bars are the std over seeds.
+cost: accuracy against training time of the training runs that recorded their cost (tools/results/cost.py),
+one panel per protocol, one point per method and dataset (means over seeds); writes DIR/accuracy_vs_time.png
+and .pdf.
 """
 import argparse
 import math
@@ -19,6 +22,7 @@ if REPO not in sys.path:
 
 from meta.protocols import DISPLAY  # noqa: E402
 from tools.results.cells import collect  # noqa: E402
+from tools.results.cost import TITLE as COST_TITLE, accuracy_vs_time  # noqa: E402
 from tools.results.tables import Stat, base2new_tables, mean_of, order_datasets, order_methods, stat  # noqa: E402
 
 
@@ -136,12 +140,41 @@ def plot_base2new(res, out_dir, methods=None):
     return paths
 
 
+def plot_cost(root, out_dir, methods=None):
+    """Accuracy against training time (log scale), one panel per protocol, one point per method and dataset."""
+    series = accuracy_vs_time(root, set(methods) if methods else None)
+    if not series:
+        return []
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(series), figsize=(5.0 * len(series), 3.8), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    labels = order_methods({m for per in series.values() for m in per})
+    for ax, (protocol, per) in zip(axes[0], series.items()):
+        for m in [m for m in labels if m in per]:
+            points = per[m]
+            ax.scatter([p[1] for p in points], [p[2] for p in points], s=22, label=m,
+                       color=colors[labels.index(m) % len(colors)])
+            for dataset, seconds, acc in points:
+                ax.annotate(DISPLAY.get(dataset, dataset), (seconds, acc), fontsize=6, xytext=(3, 2),
+                            textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("training time (s, mean over seeds)")
+        ax.set_ylabel("accuracy (%)" + (" on the base classes" if protocol == "base2new" else ""))
+        ax.set_title(COST_TITLE[protocol], fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    paths = _save(fig, out_dir, "accuracy_vs_time")
+    plt.close(fig)
+    return paths
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="tools/plot_results.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", help="output tree")
     p.add_argument("--out", default=None, help="folder for the figures (default ROOT/plots)")
-    p.add_argument("--kind", choices=["all", "few_shot", "base2new"], default="all")
+    p.add_argument("--kind", choices=["all", "few_shot", "base2new", "cost"], default="all")
     p.add_argument("--method", nargs="+", help="only these methods (table names)")
     args = p.parse_args(argv)
     res = collect(args.root)
@@ -151,6 +184,8 @@ def main(argv=None):
         written += plot_few_shot(res, out, args.method)
     if args.kind in ("all", "base2new"):
         written += plot_base2new(res, out, args.method)
+    if args.kind in ("all", "cost"):
+        written += plot_cost(args.root, out, args.method)
     for path in written:
         print(path)
     if not written:

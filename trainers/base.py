@@ -6,9 +6,10 @@ that encodes the class prompts once when they do not depend on the image. The tr
 from engine import TrainerX
 from engine.config import add_config_node
 from engine.optim import build_lr_scheduler, build_optimizer
+from engine.utils.download import sha256sum
 from engine.utils.tools import UserError
 from models import load_clip
-from models.clip import PRECISIONS, describe_open_clip, open_clip_backbone
+from models.clip import PRECISIONS, clip_weights_file, describe_open_clip, open_clip_backbone
 from models.sinkhorn import OTDiagnostics
 
 
@@ -25,6 +26,24 @@ class PromptTrainer(TrainerX):
     # config values written for an official release with another type: key -> reader(value) -> value or None
     # (applied only when this trainer runs; KgCoOp's CTX_INIT True)
     legacy_values = {}
+    # whether the learned state is tied to the training classes, so that predict.py refuses other class names:
+    # False (class-agnostic prompts), True, or the config key whose True value makes it so (class-specific
+    # context); tests/test_predict.py checks every trainer's declaration against its tensors' shapes
+    class_specific_state = False
+    # config keys naming files that only training reads (initial weights, an earlier stage's run): cleared when
+    # a trained run is rebuilt for evaluation or prediction elsewhere (predict.py, a bundle)
+    training_only_keys = ("MODEL.INIT_WEIGHTS",)
+
+    @classmethod
+    def class_specific_reason(cls, cfg):
+        """Why the learned state of a run with ``cfg`` only fits its training classes (one line), or None."""
+        declared = cls.class_specific_state
+        if isinstance(declared, str):
+            node = cfg
+            for part in declared.split("."):
+                node = node[part]
+            return f"{declared} True: one learned context per training class" if node else None
+        return f"{cls.__name__} learns tensors for each training class" if declared else None
 
     @classmethod
     def extend_cfg(cls, cfg):
@@ -63,6 +82,31 @@ class PromptTrainer(TrainerX):
             raise UserError(f"INPUT.SIZE is {tuple(self.cfg.INPUT.SIZE)} but {backbone.NAME} takes "
                             f"{resolution}x{resolution} images; set INPUT.SIZE ({resolution}, {resolution})")
         return clip_model
+
+    @property
+    def clip_weights_path(self):
+        """The local file this run's CLIP weights load from (OpenAI's, PATH, or open_clip's cached download)."""
+        backbone = self.cfg.MODEL.BACKBONE
+        return clip_weights_file(backbone.NAME, backbone.PRETRAINED, backbone.PATH)
+
+    @property
+    def clip_sha256(self):
+        """SHA-256 of the CLIP weights file this run loads (recorded in checkpoints and bundles)."""
+        if getattr(self, "_clip_sha256", None) is None:
+            self._clip_sha256 = sha256sum(self.clip_weights_path)
+        return self._clip_sha256
+
+    def checkpoint_extras(self):
+        return {**super().checkpoint_extras(), "clip_sha256": self.clip_sha256}
+
+    def check_bundle(self, bundle, path):
+        if bundle["trainer"] != self.cfg.TRAINER.NAME:
+            raise UserError(f"the bundle {path} was trained with {bundle['trainer']}, not {self.cfg.TRAINER.NAME}; "
+                            f"use --trainer {bundle['trainer']} (or leave --trainer out)")
+        if bundle["clip_sha256"] != self.clip_sha256:
+            raise UserError(f"the bundle {path} was trained on CLIP weights with SHA-256 {bundle['clip_sha256']} but "
+                            f"{self.cfg.MODEL.BACKBONE.NAME} ({self.clip_weights_path}) has SHA-256 "
+                            f"{self.clip_sha256}; set MODEL.BACKBONE.PATH to the weights it was trained on")
 
     @property
     def encoder_options(self):

@@ -64,6 +64,7 @@ class CoOpCLIP(PromptedCLIP):
 class CoOp(PromptTrainer):
     config_node = "COOP"
     config_defaults = {"N_CTX": 16, "CSC": False, "CTX_INIT": "", "PREC": "fp16", "CLASS_TOKEN_POSITION": "end"}
+    class_specific_state = "TRAINER.COOP.CSC"  # CSC: one context per training class (KgCoOp, ProGrad inherit it)
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)

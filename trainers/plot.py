@@ -497,6 +497,8 @@ class PLOTPP(OTDiagnosticsHooks, PromptTrainer):
         # ours: unknown datasets (Q16), per-template context length (Q17), loose loading (Q20), the OT stage
         "TEMPLATE_FALLBACK": "", "PER_TEMPLATE_CTX": False, "LOOSE_PRETRAIN": True, **OT_DEFAULTS,
     }
+    # the stage-1 run that stage 2 starts from: a stage-2 checkpoint or bundle already holds both prompts
+    training_only_keys = PromptTrainer.training_only_keys + ("TRAINER.PLOTPP.PRETRAIN_DIR",)
 
     @classmethod
     def resolve_cfg(cls, cfg):

@@ -1,5 +1,6 @@
 """yacs configuration with Dassl's keys and merge rules, and one-line errors for user mistakes."""
 import ast
+import copy
 import difflib
 import os
 
@@ -11,7 +12,7 @@ from meta.errors import read_yaml
 from ..utils.tools import UserError
 from .defaults import _C
 
-__all__ = ["CfgNode", "get_cfg_default", "merge_from_file", "merge_from_list", "all_keys", "add_config_node",
+__all__ = ["CfgNode", "get_cfg_default", "merge_from_file", "merge_from_mapping", "merge_from_list", "all_keys", "add_config_node",
            "ConfigConflict", "peek_yaml_value"]
 
 
@@ -99,10 +100,16 @@ def peek_yaml_value(path, key):
 def merge_from_file(cfg, path, value_readers=None):
     if not os.path.isfile(path):
         raise UserError(f"config file not found: {path} (expected a yaml file; see configs/)")
-    incoming = read_yaml(path)
-    _check_tree(cfg, incoming, path)
-    _translate_legacy(incoming, path, value_readers or {})
-    _run_merge(lambda: cfg.merge_from_other_cfg(CfgNode(incoming)), path)
+    merge_from_mapping(cfg, read_yaml(path), path, value_readers)
+
+
+def merge_from_mapping(cfg, incoming, source, value_readers=None):
+    """A nested dict of config values (a yaml file's, or the config a run or bundle saved), with the checks
+    of ``merge_from_file``; ``source`` names it in errors."""
+    incoming = copy.deepcopy(incoming)  # the legacy readers rewrite it
+    _check_tree(cfg, incoming, source)
+    _translate_legacy(incoming, source, value_readers or {})
+    _run_merge(lambda: cfg.merge_from_other_cfg(CfgNode(incoming)), source)
 
 
 def _check_tree(root, incoming, source):

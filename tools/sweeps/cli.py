@@ -37,8 +37,8 @@ has written ``done.json`` into its folder, which it does after train.py exited 0
 holds the result block. Rerunning a sweep runs only what is not done; a training run that was killed
 resumes from its last epoch checkpoint (train.py does that in the same folder). Each run folder also gets
 ``sweep.json`` (command, git commit, package versions, host, attempts), ``command.sh``,
-``sweep_output.txt`` (the process's stdout and stderr) and ``config.yaml`` (the resolved config, as
-train.py printed it into the log).
+``sweep_output.txt`` (the process's stdout and stderr) and ``config.yaml`` (the resolved config: train.py's
+own for training runs, else as train.py printed it into the log); ``done.json`` holds the run's cost figures.
 """
 import argparse
 import os

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from meta.runs import DONE, RECORD, is_log_name, read_json, write_json_atomic, write_text_atomic
+from meta.runs import COST_FILE, DONE, RECORD, is_log_name, read_json, write_json_atomic, write_text_atomic
 from tools.results.logs import read_log
 from tools import REPO
 
@@ -143,9 +143,21 @@ def finalize(run, before, started):
         final_epoch = last_checkpoint_epoch(run.out)
         if final_epoch is None:
             return False, "training finished without a checkpoint"
-    if info["config_text"]:
-        write_text_atomic(os.path.join(run.out, "config.yaml"), info["config_text"])
+    config = os.path.join(run.out, "config.yaml")
+    if info["config_text"] and not _written_since(config, started):  # train.py's own dump is the exact one
+        write_text_atomic(config, info["config_text"])
+    cost = read_json(os.path.join(run.out, COST_FILE)) if _written_since(os.path.join(run.out, COST_FILE),
+                                                                        started) else None
     write_json_atomic(os.path.join(run.out, DONE), {
         "accuracy": info["acc"], "log": log, "final_epoch": final_epoch,
-        "finished": datetime.datetime.now().isoformat(timespec="seconds"), "seconds": round(time.time() - started, 1)})
+        "finished": datetime.datetime.now().isoformat(timespec="seconds"), "seconds": round(time.time() - started, 1),
+        "cost": cost})
     return True, f"{info['acc']:.2f}%"
+
+
+def _written_since(path, started):
+    """``path`` exists and was written by this attempt (a file of an earlier attempt is stale)."""
+    try:
+        return os.stat(path).st_mtime >= started - 1
+    except OSError:
+        return False
