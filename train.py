@@ -21,6 +21,7 @@ from meta.run_folder import RunLock
 from meta.runs import remove_stale_temporaries
 
 import datasets  # noqa: F401  (registers the datasets)
+from models.clip import resolve_input_normalisation
 import trainers  # noqa: F401  (registers the trainers)
 
 
@@ -117,6 +118,7 @@ def setup_cfg(args, saved=None):
     if not cfg.TRAINER.NAME:
         raise UserError("no trainer given: pass --trainer NAME (one of "
                         f"{', '.join(TRAINER_REGISTRY.registered_names())})")
+    resolve_input_normalisation(cfg)  # an open_clip backbone's preprocessing (and its early refusal)
     TRAINER_REGISTRY.get(cfg.TRAINER.NAME).resolve_cfg(cfg)
     cfg.freeze()
     return cfg

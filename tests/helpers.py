@@ -99,3 +99,43 @@ def kill_then_resume(args, monkeypatch, kill_epoch=1):
         run_train(args)
     monkeypatch.setattr(TrainerX, "run_epoch", real)
     return run_train(args)
+
+
+def small_open_clip_config(base, context_length=None):
+    """open_clip's model config ``base`` (e.g. "ViT-B-16", "RN50"), shrunk to test size: every other setting
+    (activation, pooling, ...) stays the config's."""
+    import open_clip
+
+    cfg = open_clip.get_model_config(base)
+    vision, text = cfg["vision_cfg"], cfg["text_cfg"]
+    cfg["embed_dim"] = 32
+    if isinstance(vision["layers"], (list, tuple)):  # ModifiedResNet: 32 * width channels, 1x1 attention pool
+        vision.update(layers=[1, 1, 1, 1], width=8, head_width=32, image_size=32)
+    else:
+        vision.update(layers=2, width=64, head_width=32, patch_size=8, image_size=32)
+    text.update(width=64, heads=2, layers=2, **({"context_length": context_length} if context_length else {}))
+    return cfg
+
+
+def register_open_clip_config(name, cfg):
+    """Add ``cfg`` to open_clip's model-config registry as ``name``; returns a function that removes it."""
+    from open_clip import factory
+
+    factory._MODEL_CONFIGS[name] = cfg
+    return lambda: factory._MODEL_CONFIGS.pop(name, None)
+
+
+def save_open_clip_checkpoint(name, path, seed=0, **kwargs):
+    """A random open_clip model of the registered config ``name``, saved as an open_clip checkpoint (with
+    non-trivial LayerNorm/bias values, as ``make_tiny_clip``)."""
+    import open_clip
+
+    torch.manual_seed(seed)
+    model = open_clip.create_model(name, **kwargs)
+    sd = model.state_dict()
+    g = torch.Generator().manual_seed(seed)
+    for k, v in sd.items():
+        if v.is_floating_point() and ("ln" in k or "bias" in k) and v.dim() == 1:
+            v.add_(0.1 * torch.randn(v.shape, generator=g))
+    torch.save({"state_dict": sd, "epoch": 1}, path)  # open_clip's training checkpoints wrap the state dict
+    return path

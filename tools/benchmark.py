@@ -2,6 +2,7 @@
 
     python tools/benchmark.py                       # ViT-B/16, 10/100/1000 classes, every trainer
     python tools/benchmark.py --backbone ViT-B/32 --classes 10 100 --trainers CoOp SEP --device cpu
+    python tools/benchmark.py --backbone ViT-B-16 --pretrained laion2b_s34b_b88k   # an open_clip model (GELU)
 
 Random weights in the backbone's real shapes (no download, no data). For each trainer and class count
 it measures, for two builds of the same trainer side by side:
@@ -54,29 +55,37 @@ def class_names(count):
     return [f"{NAME_WORDS[i % len(NAME_WORDS)]} {i // len(NAME_WORDS)}" for i in range(count)]
 
 
-def random_clip_factory(name):
-    """load_clip stand-in: the OpenAI architecture of ``name`` with random weights (OpenAI's fp16 layout)."""
+def random_clip_factory(name, pretrained=""):
+    """load_clip stand-in: the architecture of ``name`` with random weights (OpenAI's: OpenAI's fp16 layout;
+    an open_clip name: its config's, with the activation of the tag ``pretrained``)."""
     import open_clip
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg, build_model_from_openai_state_dict
 
-    from models.clip import AVAILABLE_BACKBONES
+    from models.clip import AVAILABLE_BACKBONES, build_open_clip, freeze, open_clip_backbone
 
+    backbone = open_clip_backbone(name, pretrained)
+    if backbone is not None:
+        state = build_open_clip(backbone).state_dict()
+        return lambda _name, _path, precision, device, *_: freeze(_loaded(build_open_clip(backbone, precision,
+                                                                                           device), state))
     spec = open_clip.get_model_config(AVAILABLE_BACKBONES[name])
     reference = CLIP(spec["embed_dim"], vision_cfg=CLIPVisionCfg(**spec["vision_cfg"]),
                      text_cfg=CLIPTextCfg(**spec["text_cfg"]), quick_gelu=True)
     state = reference.state_dict()
     del reference
 
-    def load(_name, _path, precision, device):
+    def load(_name, _path, precision, device, *_):
         model = build_model_from_openai_state_dict(dict(state), cast_dtype=torch.float16)
         if precision != "fp16" or torch.device(device).type == "cpu":
             model.float()
-        model.to(device).eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        return model
+        return freeze(model.to(device))
 
     return load
+
+
+def _loaded(model, state):
+    model.load_state_dict(state)
+    return model
 
 
 def benchmark_config(name, args, device, upstream, size):
@@ -84,6 +93,7 @@ def benchmark_config(name, args, device, upstream, size):
     setting = BENCHMARKS[name]
     node = getattr(TRAINER_REGISTRY.get(name), "config_node", "")
     opts = ["MODEL.BACKBONE.NAME", args.backbone, "MODEL.BACKBONE.PATH", args.clip_path or "",
+            "MODEL.BACKBONE.PRETRAINED", args.pretrained,
             "INPUT.SIZE", f"({size}, {size})", "USE_CUDA", str(device.type == "cuda"), *setting.opts, *args.opts]
     if args.prec and node:
         opts += [f"TRAINER.{node}.PREC", args.prec]
@@ -236,7 +246,10 @@ def _num(x):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backbone", default="ViT-B/16")
+    ap.add_argument("--backbone", default="ViT-B/16",
+                    help="a paper name (OpenAI's architecture), custom (with --clip-path) or an open_clip model name")
+    ap.add_argument("--pretrained", default="",
+                    help="open_clip tag whose activation and preprocessing apply (weights stay random: no download)")
     ap.add_argument("--trainers", nargs="+", default=list(BENCHMARKS), choices=list(BENCHMARKS))
     ap.add_argument("--classes", nargs="+", type=int, default=[10, 100, 1000])
     ap.add_argument("--max-train-classes", type=int, default=None,
@@ -252,7 +265,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--clip-path", default="",
-                    help="an OpenAI-format CLIP file to load instead of random weights (--backbone custom: any)")
+                    help="a CLIP file to load instead of random weights (OpenAI-format; --backbone custom: any; an "
+                         "open_clip name: its open_clip checkpoint)")
     ap.add_argument("--opts", nargs="*", default=[], help="KEY VALUE config overrides for every trainer")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
@@ -262,23 +276,26 @@ def main(argv=None):
     import open_clip
 
     import trainers.base as trainer_base
-    from models.clip import AVAILABLE_BACKBONES
+    from models.clip import AVAILABLE_BACKBONES, open_clip_backbone
 
     if args.clip_path:
         from models.clip import load_clip
 
-        visual = load_clip(args.backbone, args.clip_path, "fp32", "cpu").visual
+        visual = load_clip(args.backbone, args.clip_path, "fp32", "cpu", args.pretrained).visual
         size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else visual.image_size
         width, patch = visual.conv1.weight.shape[0], visual.conv1.weight.shape[-1]
         del visual
     else:
-        trainer_base.load_clip = random_clip_factory(args.backbone)
-        vision = open_clip.get_model_config(AVAILABLE_BACKBONES[args.backbone])["vision_cfg"]
+        trainer_base.load_clip = random_clip_factory(args.backbone, args.pretrained)
+        backbone = open_clip_backbone(args.backbone, args.pretrained)
+        vision = (backbone.config if backbone else open_clip.get_model_config(AVAILABLE_BACKBONES[args.backbone]))[
+            "vision_cfg"]
         size, width, patch = vision["image_size"], vision["width"], vision["patch_size"]
     tokens = (size // patch) ** 2 + 1
     rate = matmul_rate(device, [(args.batch * tokens, width, 4 * width), (args.eval_batch * tokens, 4 * width, width),
                                 (2048, 2048, 2048)])
-    backbone = args.backbone + (f" ({args.clip_path})" if args.clip_path else "")
+    backbone = args.backbone + (f" {args.pretrained}" if args.pretrained else "") + (
+        f" ({args.clip_path})" if args.clip_path else "")
     print(f"# {device} ({torch.get_num_threads()} threads), best fp32 matmul {rate / 1e9:.0f} GFLOP/s; {backbone}, "
           f"PREC {args.prec}, train batch {args.batch}, test set {args.test_images} images; torch {torch.__version__}",
           flush=True)

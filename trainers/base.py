@@ -9,7 +9,7 @@ from engine.optim import build_lr_scheduler, build_optimizer
 from engine.utils.download import sha256sum
 from engine.utils.tools import UserError
 from models import load_clip
-from models.clip import PRECISIONS, resolve_weights_file
+from models.clip import PRECISIONS, clip_weights_file, describe_open_clip, open_clip_backbone
 from models.sinkhorn import OTDiagnostics
 
 
@@ -71,8 +71,11 @@ class PromptTrainer(TrainerX):
 
     def load_clip(self):
         backbone = self.cfg.MODEL.BACKBONE
-        print(f"Loading CLIP (backbone: {backbone.NAME})")
-        clip_model = load_clip(backbone.NAME, backbone.PATH, self.clip_precision, self.device)
+        print(f"Loading CLIP (backbone: {backbone.NAME}{' ' + backbone.PRETRAINED if backbone.PRETRAINED else ''})")
+        clip_model = load_clip(backbone.NAME, backbone.PATH, self.clip_precision, self.device, backbone.PRETRAINED)
+        open_clip_model = open_clip_backbone(backbone.NAME, backbone.PRETRAINED, backbone.PATH)
+        if open_clip_model is not None:
+            print(describe_open_clip(open_clip_model, clip_model, self.cfg.INPUT.PIXEL_MEAN, self.cfg.INPUT.PIXEL_STD))
         resolution = clip_model.visual.image_size
         resolution = resolution[0] if isinstance(resolution, (tuple, list)) else resolution
         if tuple(self.cfg.INPUT.SIZE) != (resolution, resolution):
@@ -81,11 +84,16 @@ class PromptTrainer(TrainerX):
         return clip_model
 
     @property
+    def clip_weights_path(self):
+        """The local file this run's CLIP weights load from (OpenAI's, PATH, or open_clip's cached download)."""
+        backbone = self.cfg.MODEL.BACKBONE
+        return clip_weights_file(backbone.NAME, backbone.PRETRAINED, backbone.PATH)
+
+    @property
     def clip_sha256(self):
         """SHA-256 of the CLIP weights file this run loads (recorded in checkpoints and bundles)."""
         if getattr(self, "_clip_sha256", None) is None:
-            backbone = self.cfg.MODEL.BACKBONE
-            self._clip_sha256 = sha256sum(resolve_weights_file(backbone.NAME, backbone.PATH))
+            self._clip_sha256 = sha256sum(self.clip_weights_path)
         return self._clip_sha256
 
     def checkpoint_extras(self):
@@ -96,9 +104,8 @@ class PromptTrainer(TrainerX):
             raise UserError(f"the bundle {path} was trained with {bundle['trainer']}, not {self.cfg.TRAINER.NAME}; "
                             f"use --trainer {bundle['trainer']} (or leave --trainer out)")
         if bundle["clip_sha256"] != self.clip_sha256:
-            backbone = self.cfg.MODEL.BACKBONE
             raise UserError(f"the bundle {path} was trained on CLIP weights with SHA-256 {bundle['clip_sha256']} but "
-                            f"{backbone.NAME} ({resolve_weights_file(backbone.NAME, backbone.PATH)}) has SHA-256 "
+                            f"{self.cfg.MODEL.BACKBONE.NAME} ({self.clip_weights_path}) has SHA-256 "
                             f"{self.clip_sha256}; set MODEL.BACKBONE.PATH to the weights it was trained on")
 
     @property

@@ -74,8 +74,11 @@ _C.MODEL = CN()
 _C.MODEL.INIT_WEIGHTS = ""
 _C.MODEL.BACKBONE = CN()
 _C.MODEL.BACKBONE.NAME = ""
-_C.MODEL.BACKBONE.PRETRAINED = True
-# vlprompt: local CLIP weights (OpenAI JIT archive or OpenAI-format state dict) instead of the download
+# vlprompt: an open_clip pretrained tag for an open_clip MODEL.BACKBONE.NAME (e.g. ViT-B-16 laion2b_s34b_b88k);
+# empty for OpenAI's weights (Dassl's bool, which no CLIP trainer read)
+_C.MODEL.BACKBONE.PRETRAINED = ""
+# vlprompt: local CLIP weights instead of the download (OpenAI JIT archive or OpenAI-format state dict; for an
+# open_clip name, an open_clip checkpoint)
 _C.MODEL.BACKBONE.PATH = ""
 # vlprompt: encode class prompts only up to their longest end token (exact: causal mask); False = upstream
 _C.MODEL.TEXT_TRUNCATE = True
