@@ -55,7 +55,8 @@ def _run(trainer, backbone, path, root, out, *extra):
     args = ["--root", root, "--trainer", trainer, "--output-dir", out, "--seed", "1", "--no-train",
             "--dataset-config-file", os.path.join(REPO, "configs/datasets/synthetic_shapes.yaml"),
             "--config-file", method_of(trainer).demo_config, *opts]
-    return train.main(train.build_parser().parse_args(args))  # main, not run: a UserError stays an exception
+    parsed = train.build_parser().parse_args(args)
+    return train.main(parsed, train.setup_cfg(parsed))  # main, not run: a UserError stays an exception
 
 
 CASES = [(t, b) for b in ("vlptest-ViT-B-16", "vlptest-RN50") for t in TRAINERS]
