@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine, offline and on CPU (74 s on 2 idle cores once the data exist): base-to-new
+# The main job on a fresh machine, offline and on CPU (70 s on 2 idle cores): base-to-new
 # prompt tuning on the SyntheticShapes benchmark (datasets/synthetic_world.py, generated here) with the small
 # CLIP pretrained on it (data/demo_clip/). CoOp, SEP and ALIGN train on the 16 base classes (circles and squares,
 # 16 shots each); they and zero-shot CLIP are evaluated on the base test set and on the 16 new classes
