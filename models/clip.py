@@ -304,26 +304,21 @@ def _one_line(e, limit=240):
 
 
 def load_open_clip(backbone, precision, device):
-    if backbone.path:
-        if not os.path.isfile(backbone.path):
-            raise UserError(f"MODEL.BACKBONE.PATH {backbone.path} does not exist (expected an open_clip checkpoint "
-                            f"of {backbone.model})")
-        try:
-            return build_open_clip(backbone, precision, device, backbone.path)
-        except UserError:
-            raise
-        except Exception as e:
-            raise UserError(f"cannot load {backbone.path} as {backbone.model} weights ({_one_line(e)}); expected an "
-                            "open_clip checkpoint of that architecture (MODEL.BACKBONE.NAME names it)") from e
-    if not backbone.tag:
+    if backbone.path and not os.path.isfile(backbone.path):
+        raise UserError(f"MODEL.BACKBONE.PATH {backbone.path} does not exist (expected an open_clip checkpoint "
+                        f"of {backbone.model})")
+    if not (backbone.path or backbone.tag):
         tags = [t for t in list_pretrained_tags_by_model(backbone.model) if t != OPENAI_TAG]
         raise UserError(f"MODEL.BACKBONE.NAME {backbone.model} needs its weights: MODEL.BACKBONE.PRETRAINED TAG "
                         f"(open_clip's: {', '.join(tags) or 'none'}) or MODEL.BACKBONE.PATH to an open_clip checkpoint")
     try:
-        return build_open_clip(backbone, precision, device, backbone.tag)
+        return build_open_clip(backbone, precision, device, backbone.path or backbone.tag)
     except UserError:
         raise
     except Exception as e:
+        if backbone.path:
+            raise UserError(f"cannot load {backbone.path} as {backbone.model} weights ({_one_line(e)}); expected an "
+                            "open_clip checkpoint of that architecture (MODEL.BACKBONE.NAME names it)") from e
         raise UserError(f"cannot get the open_clip weights {backbone.model} {backbone.tag} ({_one_line(e)}); without "
                         f"network, fetch them elsewhere (open_clip.create_model({backbone.model!r}, "
                         f"pretrained={backbone.tag!r})) and pass the file as MODEL.BACKBONE.PATH") from e
